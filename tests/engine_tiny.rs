@@ -17,7 +17,7 @@ use anchorscope::engine::lm::testing::{
 use anchorscope::engine::lm::Arch;
 use anchorscope::engine::sampler::rollout_seed;
 use anchorscope::engine::worker::{
-    self, Control, Generator, LmGenerator, ModelChoice, Sampled, WorkerConfig,
+    self, Control, Generator, GroupControl, LmGenerator, ModelChoice, Sampled, WorkerConfig,
 };
 use anchorscope::engine::{EngineCommand, EngineError, EngineEvent, Job};
 use anchorscope::store::read_rollouts;
@@ -742,4 +742,128 @@ fn killing_analyze_mid_job_keeps_whole_lines_and_a_rerun_tops_up() {
     assert_eq!(seeds.len(), after.len());
     let positions = tiny_trace().positions();
     assert_eq!(counts(&after).len(), positions);
+}
+
+/// Collects a group's rows per slot; never cancels, never stops early.
+#[derive(Default)]
+struct CollectGroup {
+    rows: Vec<(usize, Sampled)>,
+    failed: Vec<(usize, String)>,
+    steps: usize,
+}
+
+impl GroupControl for CollectGroup {
+    fn cancelled(&mut self) -> bool {
+        false
+    }
+    fn tokens(&mut self, _n: usize) {
+        self.steps += 1;
+    }
+    fn decided(&self, _slot: usize, _continuation: &str) -> bool {
+        false
+    }
+    fn finished(&mut self, slot: usize, sampled: Sampled) -> Result<(), EngineError> {
+        self.rows.push((slot, sampled));
+        Ok(())
+    }
+    fn failed(&mut self, slot: usize, error: EngineError) {
+        self.failed.push((slot, error.to_string()));
+    }
+}
+
+#[test]
+fn a_sweep_decoded_as_one_batch_equals_sampling_each_position_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = tiny_trace();
+    for settings in [
+        SamplerSettings {
+            temperature: 0.0,
+            top_p: 1.0,
+            max_new_tokens: 10,
+        },
+        SamplerSettings {
+            temperature: 0.6,
+            top_p: 0.95,
+            max_new_tokens: 10,
+        },
+    ] {
+        for arch in [Arch::Llama, Arch::Qwen3] {
+            let path = tiny_model_of(dir.path(), arch);
+            let mut generator = load(&path);
+            assert!(
+                generator.group_rows(&settings) > 1,
+                "the candle path batches"
+            );
+            let work: Vec<(usize, Vec<u64>)> = (0..trace.positions())
+                .map(|p| (p, vec![10 + p as u64, 20 + p as u64, 30 + p as u64]))
+                .collect();
+            let mut group = CollectGroup::default();
+            generator
+                .sample_group(&trace, &work, &settings, &mut group)
+                .unwrap_or_else(|e| panic!("{arch:?}: {e}"));
+            assert!(group.failed.is_empty(), "{:?}", group.failed);
+            assert_eq!(group.rows.len(), 3 * trace.positions());
+            // All positions decoded in the same steps, not one after another.
+            assert!(group.steps <= 10 + 1, "{} steps", group.steps);
+            for (slot, (position, seeds)) in work.iter().enumerate() {
+                let mut batched: Vec<(u64, String, u32)> = group
+                    .rows
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, r)| (r.seed, r.text.clone(), r.tokens))
+                    .collect();
+                batched.sort();
+                let alone = sample(&mut generator, &trace, *position, seeds, &settings);
+                assert_eq!(batched, alone, "{arch:?} position {position}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_position_in_a_group_is_reported_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = tiny_trace();
+    let path = tiny_model(dir.path());
+    let mut generator = load(&path);
+    let context = generator.lm.info().max_context;
+    // The prompt and prefix plus this many new tokens overflow the context at every position,
+    // so ask for a cap that overflows only the later positions.
+    let prompt_len = generator
+        .tokenizer
+        .encode(&generator.template.render_prompt(&trace.prompt))
+        .unwrap()
+        .len();
+    let last = trace.positions() - 1;
+    let full_len = generator
+        .tokenizer
+        .encode(&format!(
+            "{}{}",
+            generator.template.render_prompt(&trace.prompt),
+            trace.prefix(last)
+        ))
+        .unwrap()
+        .len();
+    let cap = context - full_len + 1; // the last position overflows by one token
+    assert!(context > prompt_len + cap, "position 0 must still fit");
+    let settings = SamplerSettings {
+        temperature: 0.6,
+        top_p: 0.95,
+        max_new_tokens: cap as u32,
+    };
+    // Two tokens is enough to see both slots decode; stop the run early by cancelling.
+    let work = vec![(0, vec![1]), (last, vec![2])];
+    let mut group = CollectGroup::default();
+    generator
+        .sample_group(&trace, &work, &settings, &mut group)
+        .unwrap();
+    assert_eq!(group.failed.len(), 1, "{:?}", group.failed);
+    assert_eq!(group.failed[0].0, 1);
+    assert!(
+        group.failed[0].1.contains("context"),
+        "{}",
+        group.failed[0].1
+    );
+    assert_eq!(group.rows.len(), 1);
+    assert_eq!(group.rows[0].0, 0);
 }

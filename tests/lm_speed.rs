@@ -54,7 +54,12 @@ fn smollm2_prefill_and_batched_decode_speed() {
     );
     assert_eq!(prefix.len(), 300);
     let steps = 64;
-    for rows in [1usize, 4, 16] {
+    // ANCHORSCOPE_BENCH_ROWS=16,64 picks the batch sizes.
+    let sizes: Vec<usize> = std::env::var("ANCHORSCOPE_BENCH_ROWS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16]);
+    for rows in sizes {
         let mut batch = lm.batch(&prefix, rows).unwrap();
         let mut toks: Vec<u32> = (0..rows as u32).map(|r| 500 + r).collect();
         let t = Instant::now();
@@ -72,4 +77,39 @@ fn smollm2_prefill_and_batched_decode_speed() {
         );
         assert_eq!(batch.new_tokens(), steps);
     }
+}
+
+#[test]
+#[ignore = "measures the real model; run with --ignored --nocapture"]
+fn smollm2_sweep_of_eight_positions_in_one_batch() {
+    let path = std::env::var_os("ANCHORSCOPE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT));
+    if !path.is_file() {
+        eprintln!("note: skipping, no model at {}", path.display());
+        return;
+    }
+    let lm = Lm::load_with(&path, &candle_core::Device::Cpu, &LoadOptions::default()).unwrap();
+    let seq: Vec<u32> = (0..600u32).map(|i| 100 + (i * 131) % 40000).collect();
+    let full = lm.prefill(&seq).unwrap();
+    let cuts: Vec<usize> = (0..8).map(|k| 200 + 50 * k).collect();
+    let prefixes: Vec<_> = cuts.iter().map(|&c| full.truncate(c)).collect();
+    let per = 16;
+    let groups: Vec<_> = prefixes.iter().map(|p| (p, per)).collect();
+    let mut batch = lm.batch_of(&groups).unwrap();
+    let rows = per * cuts.len();
+    let mut toks: Vec<u32> = (0..rows as u32).map(|r| 500 + r).collect();
+    let steps = 64;
+    let t = Instant::now();
+    for _ in 0..steps {
+        let logits = lm.step(&mut batch, &toks).unwrap();
+        toks = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+    }
+    let dt = t.elapsed().as_secs_f64();
+    println!(
+        "sweep decode: 8 positions x {per} rows x {steps} steps in one batch: {:.2} s, {:.1} tokens/s ({:.1} ms/step)",
+        dt,
+        (rows * steps) as f64 / dt,
+        dt * 1000.0 / steps as f64
+    );
 }

@@ -50,9 +50,16 @@ impl Model {
     /// q, k, v for `n` tokens laid out [n, heads, head_dim], normalised (Qwen3), not rotated.
     fn qkv(&self, layer: &Layer, h: &Tensor, n: usize) -> Result<(Tensor, Tensor, Tensor)> {
         let c = &self.cfg;
-        let mut q = layer.q.forward(h)?.reshape((n, c.n_heads, c.head_dim))?;
-        let mut k = layer.k.forward(h)?.reshape((n, c.n_kv_heads, c.head_dim))?;
-        let v = layer.v.forward(h)?.reshape((n, c.n_kv_heads, c.head_dim))?;
+        let mut parts = layer.qkv.forward(h)?.into_iter();
+        let mut next = |heads: usize| -> Result<Tensor> {
+            match parts.next() {
+                Some(t) => t.reshape((n, heads, c.head_dim)),
+                None => candle_core::bail!("q/k/v projection missing"),
+            }
+        };
+        let mut q = next(c.n_heads)?;
+        let mut k = next(c.n_kv_heads)?;
+        let v = next(c.n_kv_heads)?;
         if let Some(w) = &layer.q_norm {
             q = rms_norm(&q.contiguous()?, w, c.rms_eps as f32)?;
         }
@@ -64,8 +71,11 @@ impl Model {
 
     fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
         let h = rms_norm(x, &layer.ffn_norm, self.cfg.rms_eps as f32)?;
-        let g = silu(&layer.gate.forward(&h)?)?;
-        let u = layer.up.forward(&h)?;
+        let gu = layer.gate_up.forward(&h)?;
+        let (g, u) = match gu.as_slice() {
+            [g, u] => (silu(g)?, u),
+            _ => candle_core::bail!("gate/up projection missing"),
+        };
         x + layer.down.forward(&(g * u)?)?
     }
 
@@ -134,22 +144,45 @@ impl Model {
         Ok((kv, logits))
     }
 
-    /// One token per row. `prefix` ([1, nkv, past, hd] per layer, shared by every row) and
-    /// `rows` ([r, nkv, t, hd] per layer, each row's own tokens; empty when t is 0).
-    /// Returns the rows' KV grown by one position and logits [r, vocab].
+    /// cos/sin [rows, 1, head_dim/2], one position per row (rows of a batch may continue
+    /// prefixes of different lengths).
+    fn rope_rows(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let d = self.cfg.head_dim;
+        let inv: Vec<f32> = (0..d)
+            .step_by(2)
+            .map(|i| 1f32 / self.cfg.rope_theta.powf(i as f32 / d as f32))
+            .collect();
+        let angles: Vec<f32> = positions
+            .iter()
+            .flat_map(|&p| inv.iter().map(move |f| p as f32 * f))
+            .collect();
+        let a = Tensor::from_vec(angles, (positions.len(), 1, d / 2), &self.device)?;
+        Ok((a.cos()?, a.sin()?))
+    }
+
+    /// One token per row. The rows are grouped by the prefix they continue (`segments`, in
+    /// row order; each prefix [1, nkv, past, hd] per layer is shared by its rows, never
+    /// copied); `rows` ([r, nkv, t, hd] per layer, empty when t is 0) is each row's own
+    /// tokens. Returns the rows' KV grown by one position and logits [r, vocab].
     pub fn step(
         &self,
-        prefix: &Kv,
-        past: usize,
+        segments: &[Segment<'_>],
         rows: &Kv,
         t: usize,
         tokens: &[u32],
     ) -> Result<(Kv, Tensor)> {
         let c = &self.cfg;
         let (r, hd, nkv, g) = (tokens.len(), c.head_dim, c.n_kv_heads, c.groups());
+        if segments.iter().map(|s| s.rows).sum::<usize>() != r {
+            candle_core::bail!("step: segments do not cover the {r} rows");
+        }
         let scale = 1.0 / (hd as f64).sqrt();
-        // Rows decode in lockstep, so they all sit at the same position.
-        let (cos, sin) = self.rope_tables(past + t, 1)?;
+        // Rows decode in lockstep: row k of a segment sits at that prefix's length + t.
+        let positions: Vec<usize> = segments
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s.past + t, s.rows))
+            .collect();
+        let (cos, sin) = self.rope_rows(&positions)?;
         let mut x = self.embed(tokens)?;
         let mut out = Vec::with_capacity(c.n_layers);
         for (li, layer) in self.w.layers.iter().enumerate() {
@@ -164,35 +197,31 @@ impl Model {
                 _ => (k, v),
             };
             let q = q.reshape((r, nkv, g, hd))?;
-            // Scores over the row's own tokens: [r, nkv, g, t+1].
+            // Scores over the rows' own tokens: [r, nkv, g, t+1].
             let own = q.matmul(&rk.t()?)?;
-            let shared = match prefix.get(li) {
-                Some((pk, pv)) if past > 0 => Some((pk.squeeze(0)?, pv.squeeze(0)?)),
-                _ => None,
-            };
-            let scores = match &shared {
-                Some((pk, _)) => {
-                    // All rows' queries against the one prefix: [nkv, r*g, hd] x [nkv, hd, past].
-                    let qp = q.transpose(0, 1)?.contiguous()?.reshape((nkv, r * g, hd))?;
-                    let sp = qp.matmul(&pk.t()?)?.reshape((nkv, r, g, past))?;
-                    Tensor::cat(&[&sp.transpose(0, 1)?, &own], 3)?
-                }
-                None => own,
-            };
-            let att = softmax_last_dim(&(scores * scale)?.contiguous()?)?;
-            let mut y = att
-                .narrow(D::Minus1, past, t + 1)?
-                .contiguous()?
-                .matmul(&rv)?;
-            if let Some((_, pv)) = &shared {
-                let ap = att
-                    .narrow(D::Minus1, 0, past)?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .reshape((nkv, r * g, past))?;
-                let yp = ap.matmul(pv)?.reshape((nkv, r, g, hd))?.transpose(0, 1)?;
-                y = (y + yp)?;
+            let mut ys = Vec::with_capacity(segments.len());
+            let mut first = 0;
+            for seg in segments {
+                let shared = match seg.kv.get(li) {
+                    Some((pk, pv)) if seg.past > 0 => Some((pk, pv)),
+                    _ => None,
+                };
+                let part = |t: &Tensor| t.narrow(0, first, seg.rows);
+                ys.push(attend(
+                    &part(&q)?,
+                    &part(&own)?,
+                    &part(&rv)?,
+                    shared,
+                    seg.past,
+                    scale,
+                )?);
+                first += seg.rows;
             }
+            let y = if ys.len() == 1 {
+                ys.swap_remove(0)
+            } else {
+                Tensor::cat(&ys, 0)?
+            };
             let y = y.reshape((r, c.n_heads * hd))?;
             x = (x + layer.o.forward(&y)?)?;
             x = self.mlp(layer, &x)?;
@@ -200,4 +229,52 @@ impl Model {
         }
         Ok((out, self.logits(&x)?))
     }
+}
+
+/// Rows that continue one cached prefix: its KV per layer ([1, nkv, past, hd]; empty when
+/// `past` is 0) and how many consecutive rows of the batch continue it.
+pub(crate) struct Segment<'a> {
+    pub kv: &'a Kv,
+    pub past: usize,
+    pub rows: usize,
+}
+
+/// Attention output [rs, nkv, g, hd] of one segment's rows: queries `q` [rs, nkv, g, hd], their
+/// scores over their own tokens `own` [rs, nkv, g, t+1] with values `rv` [rs, nkv, t+1, hd],
+/// and the shared prefix (K, V) [1, nkv, past, hd] when there is one. One softmax over
+/// prefix + own positions; the prefix is read through one matmul for all rows' queries.
+fn attend(
+    q: &Tensor,
+    own: &Tensor,
+    rv: &Tensor,
+    shared: Option<(&Tensor, &Tensor)>,
+    past: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    let (rs, nkv, g, hd) = q.dims4()?;
+    let own_len = own.dim(D::Minus1)?;
+    let Some((pk, pv)) = shared else {
+        let att = softmax_last_dim(&(own * scale)?.contiguous()?)?;
+        return att.matmul(&rv.contiguous()?);
+    };
+    let (pk, pv) = (pk.squeeze(0)?, pv.squeeze(0)?);
+    // All rows' queries against the one prefix: [nkv, rs*g, hd] x [nkv, hd, past].
+    let qp = q
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((nkv, rs * g, hd))?;
+    let sp = qp.matmul(&pk.t()?)?.reshape((nkv, rs, g, past))?;
+    let scores = Tensor::cat(&[&sp.transpose(0, 1)?, own], 3)?;
+    let att = softmax_last_dim(&(scores * scale)?.contiguous()?)?;
+    let y = att
+        .narrow(D::Minus1, past, own_len)?
+        .contiguous()?
+        .matmul(&rv.contiguous()?)?;
+    let ap = att
+        .narrow(D::Minus1, 0, past)?
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((nkv, rs * g, past))?;
+    let yp = ap.matmul(&pv)?.reshape((nkv, rs, g, hd))?.transpose(0, 1)?;
+    y + yp
 }

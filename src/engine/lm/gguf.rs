@@ -258,12 +258,22 @@ impl TensorSource for GgufSource<'_> {
             .map_err(|e| self.err(format!("tensor `{name}`: {e}")))
     }
 
-    fn embedding(&mut self, name: &str, cfg: &Config) -> Result<(Tensor, Matrix), EngineError> {
+    fn embedding(
+        &mut self,
+        name: &str,
+        cfg: &Config,
+        dense: bool,
+    ) -> Result<(Tensor, Matrix), EngineError> {
         let t = Arc::new(self.read(name, &[cfg.vocab_size, cfg.hidden])?);
         let table = t
             .dequantize(&self.device)
             .map_err(|e| self.err(format!("tensor `{name}`: {e}")))?;
-        // Tied models reuse the quantized table as the LM head (fast quantized matmul).
+        if dense {
+            // The f32 table is already in memory: as the head it costs nothing more, and f32
+            // gemm beats the quantized kernel once several rows decode together.
+            return Ok((table.clone(), Matrix::DenseRows(table)));
+        }
+        // Tied models otherwise reuse the quantized table as the LM head.
         let head = QMatMul::from_arc(t)
             .map(Matrix::Quantized)
             .map_err(|e| self.err(format!("tensor `{name}`: {e}")))?;

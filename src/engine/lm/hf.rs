@@ -236,9 +236,14 @@ impl TensorSource for HfSource {
         self.get(name, &[len])
     }
 
-    fn embedding(&mut self, name: &str, cfg: &Config) -> Result<(Tensor, Matrix), EngineError> {
+    fn embedding(
+        &mut self,
+        name: &str,
+        cfg: &Config,
+        _dense: bool,
+    ) -> Result<(Tensor, Matrix), EngineError> {
         let t = self.get(name, &[cfg.vocab_size, cfg.hidden])?;
-        let head = Matrix::dense(&t).map_err(|e| self.model_err(name, e))?;
-        Ok((t, head))
+        // The head shares the table's memory (no transposed copy).
+        Ok((t.clone(), Matrix::DenseRows(t)))
     }
 }

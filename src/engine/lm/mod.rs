@@ -18,7 +18,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 pub use config::{Arch, Config};
-use forward::{Kv, Model};
+use forward::{Kv, Model, Segment};
 
 use super::EngineError;
 
@@ -103,13 +103,15 @@ impl Prefix {
     }
 }
 
-/// N rollouts decoding together from one shared [`Prefix`]: the prefix KV is stored once, each
-/// row keeps only its own new tokens' KV.
+/// Rollouts decoding together in lockstep. Their rows are grouped by the [`Prefix`] they
+/// continue (one group per position when a sweep batches several positions): each prefix's KV
+/// is stored once however many rows read it, and each row keeps only its own new tokens' KV.
 #[derive(Debug)]
 pub struct Batch {
-    prefix: Prefix,
+    /// (prefix, number of consecutive rows continuing it), in row order; no empty groups.
+    groups: Vec<(Prefix, usize)>,
     rows: usize,
-    /// Tokens each row has fed since the prefix.
+    /// Tokens each row has fed since its prefix.
     new_tokens: usize,
     /// Per layer (K, V), each [rows, n_kv_heads, new_tokens, head_dim]; empty before the first step.
     kv: Kv,
@@ -126,7 +128,7 @@ impl Batch {
     }
 
     /// Floats held by the rows' own KV (all layers): grows with rows × new tokens; the shared
-    /// prefix is not counted because it is not copied.
+    /// prefixes are not counted because they are not copied.
     pub fn own_kv_elements(&self) -> usize {
         self.kv
             .iter()
@@ -134,14 +136,19 @@ impl Batch {
             .sum()
     }
 
-    /// The prefix every row continues from.
+    /// The prefix the first group of rows continues (the only one for a one-prefix batch).
     pub fn prefix(&self) -> &Prefix {
-        &self.prefix
+        &self.groups[0].0
     }
 
-    /// Positions each row attends to: prefix + its own tokens.
+    /// Rows per group, in row order.
+    pub fn group_rows(&self) -> Vec<usize> {
+        self.groups.iter().map(|(_, n)| *n).collect()
+    }
+
+    /// Positions the longest row attends to: its prefix + its own tokens.
     pub fn context_len(&self) -> usize {
-        self.prefix.len + self.new_tokens
+        self.groups.iter().map(|(p, _)| p.len).max().unwrap_or(0) + self.new_tokens
     }
 
     /// Keep only the rows whose flag is true (finished rollouts leave the batch).
@@ -159,11 +166,20 @@ impl Batch {
         if idx.len() == self.rows {
             return Ok(());
         }
+        let mut first = 0;
+        for (_, n) in self.groups.iter_mut() {
+            let kept = keep[first..first + *n].iter().filter(|k| **k).count();
+            first += *n;
+            *n = kept;
+        }
         self.rows = idx.len();
         if idx.is_empty() {
+            // Keep one (empty) group so `prefix()` still has an answer.
+            self.groups.truncate(1);
             self.kv.clear();
             return Ok(());
         }
+        self.groups.retain(|(_, n)| *n > 0);
         if let Some((k0, _)) = self.kv.first() {
             let idx = Tensor::new(idx.as_slice(), k0.device())?;
             for (k, v) in self.kv.iter_mut() {
@@ -256,9 +272,31 @@ impl Lm {
     /// `full.truncate(p - 1)` and feed token `p - 1` to every row in the first [`Lm::step`]:
     /// its logits are the distribution of the first new token.
     pub fn batch(&self, prefix: &Prefix, n: usize) -> Result<Batch, EngineError> {
+        self.batch_of(&[(prefix, n)])
+    }
+
+    /// Start rows continuing several prefixes at once (`n` rows for each prefix, in this row
+    /// order): one decoding step then serves every group, so the weights are read once for all
+    /// rows. Groups with no rows are dropped.
+    pub fn batch_of(&self, groups: &[(&Prefix, usize)]) -> Result<Batch, EngineError> {
+        let groups: Vec<(Prefix, usize)> = groups
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| ((*p).clone(), *n))
+            .collect();
+        let rows = groups.iter().map(|(_, n)| n).sum();
+        if groups.is_empty() {
+            // A batch always has a group, so `prefix()` has something to return.
+            return Ok(Batch {
+                groups: vec![(Prefix::empty(), 0)],
+                rows: 0,
+                new_tokens: 0,
+                kv: Vec::new(),
+            });
+        }
         Ok(Batch {
-            prefix: prefix.clone(),
-            rows: n,
+            groups,
+            rows,
             new_tokens: 0,
             kv: Vec::new(),
         })
@@ -280,13 +318,18 @@ impl Lm {
         }
         self.check_context(batch.context_len(), 1)?;
         self.check_tokens(tokens)?;
-        let (kv, logits) = self.model.step(
-            &batch.prefix.kv,
-            batch.prefix.len,
-            &batch.kv,
-            batch.new_tokens,
-            tokens,
-        )?;
+        let segments: Vec<Segment<'_>> = batch
+            .groups
+            .iter()
+            .map(|(p, n)| Segment {
+                kv: &p.kv,
+                past: p.len,
+                rows: *n,
+            })
+            .collect();
+        let (kv, logits) = self
+            .model
+            .step(&segments, &batch.kv, batch.new_tokens, tokens)?;
         batch.kv = kv;
         batch.new_tokens += 1;
         Ok(logits)

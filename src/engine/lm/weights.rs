@@ -15,6 +15,9 @@ pub(crate) enum Matrix {
     /// f32, stored transposed [in, out] and contiguous: `x.matmul(wt)` is one blocked gemm,
     /// several times faster on CPU than the quantized kernels once a few rows share it.
     Dense(Tensor),
+    /// f32 as stored, [out, in]: a tied LM head shares the embedding table's memory instead of
+    /// holding a transposed copy (gemm reads the transposed view without packing it).
+    DenseRows(Tensor),
 }
 
 impl Matrix {
@@ -22,12 +25,24 @@ impl Matrix {
         match self {
             Matrix::Quantized(q) => q.forward(x),
             Matrix::Dense(wt) => x.matmul(wt),
+            Matrix::DenseRows(w) => x.matmul(&w.t()?),
         }
     }
 
     /// From an f32 [out, in] matrix.
     pub fn dense(w: &Tensor) -> CResult<Matrix> {
         Ok(Matrix::Dense(w.t()?.contiguous()?))
+    }
+
+    fn out_dim(&self) -> CResult<usize> {
+        match self {
+            Matrix::Quantized(q) => match q {
+                QMatMul::QTensor(t) => t.shape().dims2().map(|(o, _)| o),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims2().map(|(o, _)| o),
+            },
+            Matrix::Dense(wt) => wt.dims2().map(|(_, o)| o),
+            Matrix::DenseRows(w) => w.dims2().map(|(o, _)| o),
+        }
     }
 }
 
@@ -48,19 +63,91 @@ impl Linear {
     }
 }
 
+/// Projections of the same input, e.g. q/k/v or gate/up. Dense ones are held as one matrix
+/// [in, sum of outs]: in decoding each gemm call is small, so one call instead of three saves
+/// the per-call cost (thread wake-up, packing) and gives the threads wider work.
+#[derive(Debug)]
+pub(crate) struct Projections {
+    fused: Option<Linear>,
+    parts: Vec<Linear>,
+    sizes: Vec<usize>,
+}
+
+impl Projections {
+    /// Fuses the parts when they are all dense; otherwise keeps them apart.
+    pub fn new(parts: Vec<Linear>) -> CResult<Self> {
+        let sizes = parts
+            .iter()
+            .map(|p| p.w.out_dim())
+            .collect::<CResult<Vec<_>>>()?;
+        let all_dense = parts.iter().all(|p| matches!(p.w, Matrix::Dense(_)));
+        if !all_dense || parts.len() < 2 {
+            return Ok(Self {
+                fused: None,
+                parts,
+                sizes,
+            });
+        }
+        let wts: Vec<&Tensor> = parts
+            .iter()
+            .filter_map(|p| match &p.w {
+                Matrix::Dense(wt) => Some(wt),
+                _ => None,
+            })
+            .collect();
+        let w = Tensor::cat(&wts, 1)?.contiguous()?;
+        let b = if parts.iter().any(|p| p.b.is_some()) {
+            let mut bs = Vec::with_capacity(parts.len());
+            for (p, &n) in parts.iter().zip(&sizes) {
+                bs.push(match &p.b {
+                    Some(b) => b.clone(),
+                    None => Tensor::zeros(n, candle_core::DType::F32, w.device())?,
+                });
+            }
+            Some(Tensor::cat(&bs, 0)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            fused: Some(Linear {
+                w: Matrix::Dense(w),
+                b,
+            }),
+            parts: Vec::new(),
+            sizes,
+        })
+    }
+
+    /// Each projection of `x` [rows, in], in the order given to [`Projections::new`].
+    pub fn forward(&self, x: &Tensor) -> CResult<Vec<Tensor>> {
+        match &self.fused {
+            Some(f) => {
+                let y = f.forward(x)?;
+                let mut out = Vec::with_capacity(self.sizes.len());
+                let mut start = 0;
+                for &n in &self.sizes {
+                    out.push(y.narrow(1, start, n)?);
+                    start += n;
+                }
+                Ok(out)
+            }
+            None => self.parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Layer {
     pub attn_norm: Tensor,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// q, k, v.
+    pub qkv: Projections,
     pub o: Linear,
     /// Qwen3 normalises each query/key head before the rotary embedding.
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
     pub ffn_norm: Tensor,
-    pub gate: Linear,
-    pub up: Linear,
+    /// gate, up.
+    pub gate_up: Projections,
     pub down: Linear,
 }
 
@@ -111,7 +198,13 @@ pub(crate) trait TensorSource {
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, EngineError>;
     /// The embedding table as f32 [vocab, hidden], and as an output projection for models
     /// that tie it to the LM head.
-    fn embedding(&mut self, name: &str, cfg: &Config) -> Result<(Tensor, Matrix), EngineError>;
+    /// `dense`: the tied head may share the f32 table (see [`Matrix::DenseRows`]).
+    fn embedding(
+        &mut self,
+        name: &str,
+        cfg: &Config,
+        dense: bool,
+    ) -> Result<(Tensor, Matrix), EngineError>;
 }
 
 /// Bytes the per-layer matrices take as f32.
@@ -129,7 +222,7 @@ pub(crate) fn build(
 ) -> Result<Weights, EngineError> {
     let (h, hd) = (cfg.hidden, cfg.head_dim);
     let (q_out, kv_out) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
-    let (embed, tied) = src.embedding(&src.name(Part::Embed, 0), cfg)?;
+    let (embed, tied) = src.embedding(&src.name(Part::Embed, 0), cfg, dense)?;
     let norm = src.vector(&src.name(Part::Norm, 0), h)?;
     let out_name = src.name(Part::Output, 0);
     let output = if src.contains(&out_name) {
@@ -159,20 +252,36 @@ pub(crate) fn build(
         } else {
             (None, None)
         };
-        layers.push(Layer {
-            attn_norm: src.vector(&an, h)?,
-            q: Linear {
+        let fuse = |parts: Vec<Linear>| {
+            Projections::new(parts).map_err(|e| EngineError::Other(format!("layer {i}: {e}")))
+        };
+        let qkv = fuse(vec![
+            Linear {
                 w: src.matrix(&qn, q_out, h, dense)?,
                 b: q_b,
             },
-            k: Linear {
+            Linear {
                 w: src.matrix(&kn, kv_out, h, dense)?,
                 b: k_b,
             },
-            v: Linear {
+            Linear {
                 w: src.matrix(&vn, kv_out, h, dense)?,
                 b: v_b,
             },
+        ])?;
+        let gate_up = fuse(vec![
+            Linear {
+                w: src.matrix(&gn, cfg.ffn, h, dense)?,
+                b: None,
+            },
+            Linear {
+                w: src.matrix(&un, cfg.ffn, h, dense)?,
+                b: None,
+            },
+        ])?;
+        layers.push(Layer {
+            attn_norm: src.vector(&an, h)?,
+            qkv,
             o: Linear {
                 w: src.matrix(&on, h, q_out, dense)?,
                 b: None,
@@ -180,14 +289,7 @@ pub(crate) fn build(
             q_norm,
             k_norm,
             ffn_norm: src.vector(&fnn, h)?,
-            gate: Linear {
-                w: src.matrix(&gn, cfg.ffn, h, dense)?,
-                b: None,
-            },
-            up: Linear {
-                w: src.matrix(&un, cfg.ffn, h, dense)?,
-                b: None,
-            },
+            gate_up,
             down: Linear {
                 w: src.matrix(&dn, h, cfg.ffn, dense)?,
                 b: None,

@@ -17,7 +17,7 @@ use crate::engine::tokenizer::TextTokenizer;
 use crate::engine::EngineError;
 use crate::trace::{FinishReason, Message, SamplerSettings, Trace};
 
-use super::job::{Control, Generator, Sampled};
+use super::job::{Control, Generator, GroupControl, OneSlot, Sampled};
 
 /// End of the final output in the scratchpad convention: a rollout is complete there.
 const END_OF_OUTPUT: &str = "</OUTPUT>";
@@ -183,7 +183,7 @@ impl LmGenerator {
         self.lm.extend(&cache.prefix.truncate(base), &rest)
     }
 
-    /// Decode `rows` continuations from `prefix` (whose next-token logits are `logits`).
+    /// Decode `seeds.len()` continuations from `prefix` (whose next-token logits are `logits`).
     fn decode_rows(
         &self,
         prefix: &Prefix,
@@ -192,31 +192,62 @@ impl LmGenerator {
         settings: &SamplerSettings,
         control: &mut dyn Control,
     ) -> Result<(), EngineError> {
+        let start = Start {
+            slot: 0,
+            prefix: prefix.clone(),
+            logits: logits.clone(),
+            seeds: seeds.to_vec(),
+        };
+        self.decode_group(vec![start], settings, &mut OneSlot(control))
+    }
+
+    /// Decode the rows of every start together: one batch whose rows are grouped by the
+    /// prefix they continue, so each decoding step reads the weights once for all of them.
+    fn decode_group(
+        &self,
+        starts: Vec<Start>,
+        settings: &SamplerSettings,
+        control: &mut dyn GroupControl,
+    ) -> Result<(), EngineError> {
         let max_new = settings.max_new_tokens as usize;
-        let mut rows: Vec<Row> = seeds
-            .iter()
-            .map(|&seed| Row {
-                seed,
-                rng: Rng::new(seed),
-                tokens: Vec::new(),
-                stream: TokenStream::default(),
-            })
-            .collect();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut next: Vec<u32> = Vec::new();
+        for start in &starts {
+            let first = start
+                .logits
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            for &seed in &start.seeds {
+                let mut rng = Rng::new(seed);
+                next.push(sample_token(
+                    &first,
+                    settings.temperature,
+                    settings.top_p,
+                    &mut rng,
+                ));
+                rows.push(Row {
+                    slot: start.slot,
+                    seed,
+                    rng,
+                    tokens: Vec::new(),
+                    stream: TokenStream::default(),
+                });
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
         if max_new == 0 {
             for row in rows {
-                control.finished(row.finish(FinishReason::Length))?;
+                let slot = row.slot;
+                control.finished(slot, row.finish(FinishReason::Length))?;
             }
             return Ok(());
         }
-        let first = logits
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
-        let mut next: Vec<u32> = rows
-            .iter_mut()
-            .map(|r| sample_token(&first, settings.temperature, settings.top_p, &mut r.rng))
-            .collect();
-        let mut batch = self.lm.batch(prefix, rows.len())?;
+        let groups: Vec<(&Prefix, usize)> =
+            starts.iter().map(|s| (&s.prefix, s.seeds.len())).collect();
+        let mut batch = self.lm.batch_of(&groups)?;
         loop {
             control.tokens(rows.len());
             let mut keep = vec![true; rows.len()];
@@ -233,7 +264,7 @@ impl LmGenerator {
                         Some(FinishReason::Stop)
                     } else if row.tokens.len() >= max_new {
                         Some(FinishReason::Length)
-                    } else if control.decided(&row.stream.text) {
+                    } else if control.decided(row.slot, &row.stream.text) {
                         Some(FinishReason::Decided)
                     } else {
                         None
@@ -250,10 +281,10 @@ impl LmGenerator {
                 let mut row = rows.remove(k);
                 next.remove(k);
                 row.stream.flush(&self.tokenizer, &row.tokens)?;
-                done.push(row.finish(reason));
+                done.push((row.slot, row.finish(reason)));
             }
-            for sampled in done.into_iter().rev() {
-                control.finished(sampled)?;
+            for (slot, sampled) in done.into_iter().rev() {
+                control.finished(slot, sampled)?;
             }
             if rows.is_empty() || control.cancelled() {
                 return Ok(());
@@ -263,16 +294,14 @@ impl LmGenerator {
             }
             let logits = self.lm.step(&mut batch, &next)?;
             let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            for (k, row) in rows.iter_mut().enumerate() {
-                let l = logits.get(k).ok_or_else(|| {
-                    EngineError::Other(format!(
-                        "the model returned {} rows of logits for {} rows",
-                        logits.len(),
-                        k + 1
-                    ))
-                })?;
-                next[k] = sample_token(l, settings.temperature, settings.top_p, &mut row.rng);
+            if logits.len() != rows.len() {
+                return Err(EngineError::Other(format!(
+                    "the model returned {} rows of logits for {} rows",
+                    logits.len(),
+                    rows.len()
+                )));
             }
+            next = sample_rows(&logits, &mut rows, settings)?;
         }
     }
 
@@ -325,6 +354,117 @@ impl Generator for LmGenerator {
         let (prefix, logits) = self.prefix_at(&full, cut, settings.max_new_tokens as usize)?;
         self.decode_rows(&prefix, &logits, seeds, settings, control)
     }
+
+    fn group_rows(&self, settings: &SamplerSettings) -> usize {
+        if let Some(rows) = std::env::var("ANCHORSCOPE_BATCH_ROWS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return rows;
+        }
+        let c = self.lm.config();
+        // Each row holds its own KV (f32) for up to max_new tokens and a row of logits.
+        let kv_per_token = c.n_layers * 2 * c.n_kv_heads * c.head_dim * 4;
+        let per_row =
+            kv_per_token * (settings.max_new_tokens as usize).max(1) + 2 * 4 * c.vocab_size;
+        let most = if self.lm.device().is_cpu() {
+            MAX_GROUP_ROWS_CPU
+        } else {
+            MAX_GROUP_ROWS_GPU
+        };
+        (GROUP_MEMORY_BUDGET / per_row.max(1)).clamp(1, most)
+    }
+
+    fn sample_group(
+        &mut self,
+        trace: &Trace,
+        work: &[(usize, Vec<u64>)],
+        settings: &SamplerSettings,
+        control: &mut dyn GroupControl,
+    ) -> Result<(), EngineError> {
+        let prompt = self.template.render_prompt(&trace.prompt);
+        let full = format!("{prompt}{}", trace.response);
+        let max_new = settings.max_new_tokens as usize;
+        let mut starts = Vec::with_capacity(work.len());
+        for (slot, (position, seeds)) in work.iter().enumerate() {
+            if seeds.is_empty() {
+                continue;
+            }
+            // Every position's prefix comes from the one prefilled trace (prefix_at keeps it).
+            let cut = prompt.len() + trace.prefix(*position).len();
+            match self.prefix_at(&full, cut, max_new) {
+                Ok((prefix, logits)) => starts.push(Start {
+                    slot,
+                    prefix,
+                    logits,
+                    seeds: seeds.clone(),
+                }),
+                Err(e) => control.failed(slot, e),
+            }
+        }
+        self.decode_group(starts, settings, control)
+    }
+}
+
+/// Memory the rows of one batched group may take (their own KV and logits); the shared
+/// prefixes are counted once per position and are small next to it.
+const GROUP_MEMORY_BUDGET: usize = 1 << 30;
+/// On CPU a decoding step is compute-bound from ~64 rows on: more rows only delay the first
+/// finished rollouts.
+const MAX_GROUP_ROWS_CPU: usize = 128;
+const MAX_GROUP_ROWS_GPU: usize = 512;
+
+/// Where the rows of one position start: its prefix cache, the next-token logits after it,
+/// and one seed per row.
+struct Start {
+    slot: usize,
+    prefix: Prefix,
+    logits: Tensor,
+    seeds: Vec<u64>,
+}
+
+/// The next token of every row (top-p over its logits with its own generator). Rows are
+/// independent, so with many rows they are sampled on all cores: the softmax over a
+/// 50 000-token vocabulary per row is otherwise a serial tail after every decoding step.
+fn sample_rows(
+    logits: &[Vec<f32>],
+    rows: &mut [Row],
+    settings: &SamplerSettings,
+) -> Result<Vec<u32>, EngineError> {
+    let (t, p) = (settings.temperature, settings.top_p);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if threads <= 1 || rows.len() < 8 {
+        return Ok(rows
+            .iter_mut()
+            .zip(logits)
+            .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
+            .collect());
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .chunks_mut(chunk)
+            .zip(logits.chunks(chunk))
+            .map(|(rs, ls)| {
+                s.spawn(move || {
+                    rs.iter_mut()
+                        .zip(ls)
+                        .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(logits.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| EngineError::Other("a sampling thread panicked".into()))?,
+            );
+        }
+        Ok(out)
+    })
 }
 
 /// The cache and next-token logits of `tokens` (not empty) without any reuse.
@@ -361,6 +501,8 @@ impl Control for CollectOne {
 }
 
 struct Row {
+    /// The slot (position) of the group this row continues.
+    slot: usize,
     seed: u64,
     rng: Rng,
     tokens: Vec<u32>,

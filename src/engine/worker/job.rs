@@ -38,6 +38,62 @@ pub trait Control {
     fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError>;
 }
 
+/// What a generator reports to, and asks of, the job while it samples several positions
+/// together. `slot` indexes the `work` handed to [`Generator::sample_group`].
+pub trait GroupControl {
+    /// Checked between decoding steps: true means stop now and drop the rollouts in flight.
+    fn cancelled(&mut self) -> bool;
+    /// `n` tokens were generated in the last step (for tokens/s).
+    fn tokens(&mut self, n: usize);
+    /// Whether a row of `slot` may stop early (see [`Control::decided`]).
+    fn decided(&self, slot: usize, continuation: &str) -> bool;
+    /// A row of `slot` finished. An error (the store could not be written) must end the sampling.
+    fn finished(&mut self, slot: usize, sampled: Sampled) -> Result<(), EngineError>;
+    /// Sampling could not start at `slot`'s position (e.g. its prefix is over the context);
+    /// the other slots go on.
+    fn failed(&mut self, slot: usize, error: EngineError);
+}
+
+/// One slot of a [`GroupControl`] seen as a [`Control`] (positions sampled one at a time).
+pub struct SlotControl<'a> {
+    pub group: &'a mut dyn GroupControl,
+    pub slot: usize,
+}
+
+impl Control for SlotControl<'_> {
+    fn cancelled(&mut self) -> bool {
+        self.group.cancelled()
+    }
+    fn tokens(&mut self, n: usize) {
+        self.group.tokens(n)
+    }
+    fn decided(&self, continuation: &str) -> bool {
+        self.group.decided(self.slot, continuation)
+    }
+    fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError> {
+        self.group.finished(self.slot, sampled)
+    }
+}
+
+/// A [`Control`] seen as a one-slot [`GroupControl`] (slot 0).
+pub struct OneSlot<'a>(pub &'a mut dyn Control);
+
+impl GroupControl for OneSlot<'_> {
+    fn cancelled(&mut self) -> bool {
+        self.0.cancelled()
+    }
+    fn tokens(&mut self, n: usize) {
+        self.0.tokens(n)
+    }
+    fn decided(&self, _slot: usize, continuation: &str) -> bool {
+        self.0.decided(continuation)
+    }
+    fn finished(&mut self, _slot: usize, sampled: Sampled) -> Result<(), EngineError> {
+        self.0.finished(sampled)
+    }
+    fn failed(&mut self, _slot: usize, _error: EngineError) {}
+}
+
 /// Samples continuations of a trace's prefix P_position, one per seed.
 pub trait Generator {
     /// Sample one rollout per seed from P_position (prompt + `trace.prefix(position)`), calling
@@ -50,6 +106,66 @@ pub trait Generator {
         settings: &SamplerSettings,
         control: &mut dyn Control,
     ) -> Result<(), EngineError>;
+
+    /// How many rows (rollouts of any positions) this generator decodes together in one
+    /// [`Generator::sample_group`] call with these settings; 0 = one position per call.
+    fn group_rows(&self, _settings: &SamplerSettings) -> usize {
+        0
+    }
+
+    /// Sample every `(position, seeds)` of `work`; slot k of `control` is `work[k]`. The
+    /// default samples the positions one after another; a generator that batches rows of
+    /// different positions in one decoding pass overrides it (and [`Generator::group_rows`]).
+    /// An error that ends every slot is returned; one slot's failure goes to `control.failed`.
+    fn sample_group(
+        &mut self,
+        trace: &Trace,
+        work: &[(usize, Vec<u64>)],
+        settings: &SamplerSettings,
+        control: &mut dyn GroupControl,
+    ) -> Result<(), EngineError> {
+        for (slot, (position, seeds)) in work.iter().enumerate() {
+            if control.cancelled() {
+                return Ok(());
+            }
+            let mut one = SlotControl {
+                group: &mut *control,
+                slot,
+            };
+            if let Err(e) = self.sample(trace, *position, seeds, settings, &mut one) {
+                control.failed(slot, e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Split the plan into calls of [`Generator::sample_group`]: each group holds at most
+/// `capacity` rows (a position's seeds may be split over two groups); capacity 0 means one
+/// position per group, whatever its seed count.
+pub fn pack_groups(plan: Vec<(usize, Vec<u64>)>, capacity: usize) -> Vec<Vec<(usize, Vec<u64>)>> {
+    if capacity == 0 {
+        return plan.into_iter().map(|w| vec![w]).collect();
+    }
+    let mut groups: Vec<Vec<(usize, Vec<u64>)>> = Vec::new();
+    let mut room = 0;
+    for (position, seeds) in plan {
+        let mut rest = seeds.as_slice();
+        while !rest.is_empty() {
+            if room == 0 {
+                groups.push(Vec::new());
+                room = capacity;
+            }
+            let take = rest.len().min(room);
+            let (now, later) = rest.split_at(take);
+            if let Some(g) = groups.last_mut() {
+                g.push((position, now.to_vec()));
+            }
+            room -= take;
+            rest = later;
+        }
+    }
+    groups
 }
 
 /// Sentence embeddings for the similarity of T_i to S_i.
@@ -261,35 +377,47 @@ pub fn run_job(
         started: Instant::now(),
         last_sent: Instant::now(),
     };
-    for (position, seeds) in plan {
-        if inbox.should_stop(job.id, events) {
+    let groups = pack_groups(plan, generator.group_rows(&job.sampler));
+    let mut control = JobControl {
+        job,
+        slots: Vec::new(),
+        ctx,
+        embedder: embedder.as_deref_mut(),
+        writer: &mut writer,
+        inbox,
+        events,
+        progress: &mut progress,
+        cancelled: false,
+        store_failed: false,
+        embed_warned: false,
+    };
+    for work in groups {
+        if control.cancelled() {
             return finish(true);
         }
-        let mut control = PositionControl {
-            job,
-            position,
-            prefix: trace.prefix(position),
-            original: trace.sentences.get(position).map(|s| s.text.as_str()),
-            original_vector: None,
-            ctx,
-            embedder: embedder.as_deref_mut(),
-            writer: &mut writer,
-            inbox: &mut *inbox,
-            events,
-            progress: &mut progress,
-            cancelled: false,
-            store_failed: false,
-            embed_warned: false,
-        };
-        let result = generator.sample(trace, position, &seeds, &job.sampler, &mut control);
-        let (cancelled, store_failed) = (control.cancelled, control.store_failed);
+        control.slots = work
+            .iter()
+            .map(|&(position, _)| Slot {
+                position,
+                prefix: trace.prefix(position),
+                original: trace.sentences.get(position).map(|s| s.text.as_str()),
+                original_vector: None,
+            })
+            .collect();
+        let result = generator.sample_group(trace, &work, &job.sampler, &mut control);
         if let Err(e) = result {
-            error(format!("position {position}: {e}"));
+            let positions: Vec<String> = work.iter().map(|(p, _)| p.to_string()).collect();
+            let at = if positions.len() == 1 {
+                format!("position {}", positions[0])
+            } else {
+                format!("positions {}", positions.join(", "))
+            };
+            error(format!("{at}: {e}"));
         }
-        if cancelled {
+        if control.cancelled {
             return finish(true);
         }
-        if store_failed {
+        if control.store_failed {
             // Without a store nothing sampled could be kept: stop rather than waste the model.
             return finish(false);
         }
@@ -327,15 +455,20 @@ impl Progress {
 /// How often tokens/s is refreshed between finished rollouts.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// The job's side of one position's sampling.
-struct PositionControl<'a> {
-    job: &'a Job,
+/// One position of the group being sampled.
+struct Slot<'a> {
     position: usize,
     /// The response part of P_position (the kept reasoning).
     prefix: &'a str,
     /// S_position; None at the last position.
     original: Option<&'a str>,
     original_vector: Option<Vec<f32>>,
+}
+
+/// The job's side of sampling a group of positions.
+struct JobControl<'a> {
+    job: &'a Job,
+    slots: Vec<Slot<'a>>,
     ctx: &'a JobContext,
     embedder: Option<&'a mut (dyn Embedder + 'static)>,
     writer: &'a mut RolloutWriter,
@@ -347,16 +480,16 @@ struct PositionControl<'a> {
     embed_warned: bool,
 }
 
-impl PositionControl<'_> {
+impl JobControl<'_> {
     /// cosine(embed(T_i), embed(S_i)); None without an embedder, at the last position, or for an
     /// empty replacement. An embedder error is reported once and leaves the similarity unset.
-    fn similarity(&mut self, replacement: &str) -> Option<f32> {
-        let original = self.original?;
+    fn similarity(&mut self, slot: usize, replacement: &str) -> Option<f32> {
+        let original = self.slots.get(slot)?.original?;
         if replacement.trim().is_empty() {
             return None;
         }
         let embedder = self.embedder.as_deref_mut()?;
-        let result = match &self.original_vector {
+        let result = match &self.slots[slot].original_vector {
             Some(v) => embedder
                 .embed(&[replacement])
                 .map(|mut r| (v.clone(), r.pop())),
@@ -368,7 +501,7 @@ impl PositionControl<'_> {
         match result {
             Ok((s, Some(t))) if !s.is_empty() && s.len() == t.len() => {
                 let sim = cosine(&s, &t);
-                self.original_vector = Some(s);
+                self.slots[slot].original_vector = Some(s);
                 Some(sim)
             }
             Ok(_) => None,
@@ -386,12 +519,13 @@ impl PositionControl<'_> {
     }
 }
 
-impl Control for PositionControl<'_> {
+impl GroupControl for JobControl<'_> {
     fn cancelled(&mut self) -> bool {
         if !self.cancelled && self.inbox.should_stop(self.job.id, self.events) {
             self.cancelled = true;
         }
-        self.cancelled
+        // A failed store also ends the sampling: nothing more could be kept.
+        self.cancelled || self.store_failed
     }
 
     fn tokens(&mut self, n: usize) {
@@ -402,7 +536,10 @@ impl Control for PositionControl<'_> {
         }
     }
 
-    fn decided(&self, continuation: &str) -> bool {
+    fn decided(&self, slot: usize, continuation: &str) -> bool {
+        let Some(prefix) = self.slots.get(slot).map(|s| s.prefix) else {
+            return false;
+        };
         // Cheap gate first: the reasoning can only close in the continuation (the prefix is cut
         // inside it), and a compliance tag must have been written.
         let closes =
@@ -412,24 +549,30 @@ impl Control for PositionControl<'_> {
         if !closes || !tagged {
             return false;
         }
-        let mut response = String::with_capacity(self.prefix.len() + continuation.len());
-        response.push_str(self.prefix);
+        let mut response = String::with_capacity(prefix.len() + continuation.len());
+        response.push_str(prefix);
         response.push_str(continuation);
         decide::is_decided(&response, self.ctx.user_output_patterns)
     }
 
-    fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError> {
+    fn finished(&mut self, slot: usize, sampled: Sampled) -> Result<(), EngineError> {
         if self.cancelled {
             return Ok(()); // in flight when the job was cancelled: dropped
         }
+        let Some((position, prefix)) = self.slots.get(slot).map(|s| (s.position, s.prefix)) else {
+            return Err(EngineError::Other(format!(
+                "a rollout came back for slot {slot} of a group of {}",
+                self.slots.len()
+            )));
+        };
         let replacement = first_sentence(&sampled.text, &self.ctx.split);
-        let mut response = String::with_capacity(self.prefix.len() + sampled.text.len());
-        response.push_str(self.prefix);
+        let mut response = String::with_capacity(prefix.len() + sampled.text.len());
+        response.push_str(prefix);
         response.push_str(&sampled.text);
         let labels = self.ctx.behaviors.classify(&response);
-        let similarity = self.similarity(&replacement);
+        let similarity = self.similarity(slot, &replacement);
         let rollout = Rollout {
-            position: self.position,
+            position,
             seed: sampled.seed,
             replacement,
             text: sampled.text,
@@ -455,5 +598,58 @@ impl Control for PositionControl<'_> {
         let e = self.progress.event();
         (self.events)(e);
         Ok(())
+    }
+
+    fn failed(&mut self, slot: usize, error: EngineError) {
+        let at = match self.slots.get(slot) {
+            Some(s) => format!("position {}", s.position),
+            None => format!("slot {slot}"),
+        };
+        (self.events)(EngineEvent::Error {
+            job: self.job.id,
+            message: format!("{at}: {error}"),
+        });
+    }
+}
+
+#[cfg(test)]
+mod pack_tests {
+    use super::pack_groups;
+
+    #[test]
+    fn capacity_zero_keeps_one_position_per_group() {
+        let plan = vec![(0, vec![1, 2, 3]), (4, vec![5])];
+        assert_eq!(
+            pack_groups(plan.clone(), 0),
+            vec![vec![plan[0].clone()], vec![plan[1].clone()]]
+        );
+    }
+
+    #[test]
+    fn positions_share_groups_up_to_the_capacity_and_split_when_needed() {
+        let plan = vec![(0, vec![1, 2, 3]), (1, vec![4, 5, 6]), (2, vec![7])];
+        let groups = pack_groups(plan, 4);
+        assert_eq!(
+            groups,
+            vec![
+                vec![(0, vec![1, 2, 3]), (1, vec![4])],
+                vec![(1, vec![5, 6]), (2, vec![7])],
+            ]
+        );
+        // Every seed once, in order.
+        let seeds: Vec<u64> = groups
+            .iter()
+            .flatten()
+            .flat_map(|(_, s)| s.clone())
+            .collect();
+        assert_eq!(seeds, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert!(groups
+            .iter()
+            .all(|g| g.iter().map(|(_, s)| s.len()).sum::<usize>() <= 4));
+    }
+
+    #[test]
+    fn an_empty_plan_has_no_groups() {
+        assert!(pack_groups(Vec::new(), 8).is_empty());
     }
 }

@@ -26,7 +26,10 @@ use crate::engine::{device, install, EngineCommand, EngineError, EngineEvent};
 use crate::trace::split::SplitOptions;
 
 pub use generate::LmGenerator;
-pub use job::{run_job, Control, Embedder, Generator, Inbox, JobContext, Sampled};
+pub use job::{
+    pack_groups, run_job, Control, Embedder, Generator, GroupControl, Inbox, JobContext, OneSlot,
+    Sampled, SlotControl,
+};
 
 /// Which model to load.
 #[derive(Clone, Debug, PartialEq, Eq)]
