@@ -161,8 +161,8 @@ POST /v1/chat/completions (no streaming, no logprobs).
 
 Prints `listening on http://HOST:PORT` to stdout when ready (with --port 0 a free port is picked)
 and one line per request to stderr. Requests are served one at a time in arrival order; the n
-choices of a request decode together as one batch, and a request with a `seed` gets the same
-texts every time. When the environment variable ANCHORSCOPE_SERVE_API_KEY is set, every endpoint
+choices of a request decode together as one batch, and a request with a `seed` draws the same
+texts again (choice 0 uses the seed itself, as the local engine does for a rollout's seed). When the environment variable ANCHORSCOPE_SERVE_API_KEY is set, every endpoint
 but /health requires `Authorization: Bearer <key>`.")]
     Serve(ServeArgs),
 }
@@ -185,8 +185,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT", default_value_t = 8000)]
     pub port: u16,
 
-    /// The model name clients see in /v1/models and send as `model` (default: the model's own
-    /// name, e.g. SmolLM2-135M-Instruct).
+    /// The model name clients see in /v1/models and send as `model` (default: the model file's
+    /// name without extension, e.g. SmolLM2-135M-Instruct.Q4_1).
     #[arg(long, value_name = "NAME")]
     pub served_model_name: Option<String>,
 

@@ -36,7 +36,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let model_name = args
         .served_model_name
         .clone()
-        .unwrap_or_else(|| engine.model_name().to_string());
+        .unwrap_or_else(|| default_name(&path, engine.model_name()));
     let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
     let config = ServeConfig {
         host: args.host.clone(),
@@ -67,4 +67,34 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     drop(out);
     server.run().context("accepting connections")?;
     Ok(())
+}
+
+/// The model file's stem (`SmolLM2-135M-Instruct.Q4_1`) or the directory's name: what users
+/// recognise, unlike GGUF `general.name`s such as "Smollm2 135M 8k Lc100K Mix1 Ep2".
+fn default_name(path: &std::path::Path, fallback: &str) -> String {
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    stem.map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_name_is_the_file_stem() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            default_name(&dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf"), "x"),
+            "SmolLM2-135M-Instruct.Q4_1"
+        );
+        let model_dir = dir.path().join("Qwen2.5-0.5B");
+        std::fs::create_dir(&model_dir).unwrap();
+        assert_eq!(default_name(&model_dir, "x"), "Qwen2.5-0.5B");
+    }
 }

@@ -6,7 +6,7 @@
 use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use candle_core::{DType, Tensor};
 
@@ -17,6 +17,8 @@ use crate::engine::worker::LmGenerator;
 use crate::engine::EngineError;
 use crate::trace::Message;
 
+/// The status logged for a request whose client went away (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
 /// How often (in decoding steps) a running request checks that its client is still there.
 const DISCONNECT_CHECK_EVERY: usize = 16;
 
@@ -125,6 +127,8 @@ impl Engine {
     pub fn run(mut self, tasks: Receiver<Task>) {
         for task in tasks {
             if task.client.as_ref().is_some_and(client_gone) {
+                // Answered only for the log: nobody reads it.
+                let _ = task.reply.send(Err(client_closed("before its turn")));
                 continue;
             }
             let client = task.client;
@@ -193,7 +197,8 @@ impl Engine {
         let seeds: Vec<u64> = (0..params.n).map(|i| choice_seed(base_seed, i)).collect();
         let choices = self
             .decode(&prefix, &logits, &seeds, &params, gone)
-            .map_err(engine_err)?;
+            .map_err(engine_err)?
+            .ok_or_else(|| client_closed("while generating"))?;
         Ok(Generation {
             choices,
             prompt_tokens: tokens.len(),
@@ -226,7 +231,8 @@ impl Engine {
         Ok((prefix, logits, base))
     }
 
-    /// Decode one row per seed from `prefix` together, as the worker's decode loop does.
+    /// Decode one row per seed from `prefix` together, as the worker's decode loop does;
+    /// `None` when the client went away meanwhile.
     fn decode(
         &self,
         prefix: &Prefix,
@@ -234,7 +240,7 @@ impl Engine {
         seeds: &[u64],
         params: &GenParams,
         gone: &mut dyn FnMut() -> bool,
-    ) -> Result<Vec<Choice>, EngineError> {
+    ) -> Result<Option<Vec<Choice>>, EngineError> {
         let lm = &self.generator.lm;
         let tok = &self.generator.tokenizer;
         let mut done: Vec<Option<Choice>> = vec![None; seeds.len()];
@@ -299,7 +305,7 @@ impl Engine {
             }
             step += 1;
             if step % DISCONNECT_CHECK_EVERY == 0 && gone() {
-                return Err(EngineError::Other("the client disconnected".into()));
+                return Ok(None);
             }
             let logits = lm.step(&mut batch, &next)?;
             let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -317,7 +323,8 @@ impl Engine {
         done.into_iter()
             .enumerate()
             .map(|(i, c)| c.ok_or_else(|| EngineError::Other(format!("choice {i} never finished"))))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 }
 
@@ -439,6 +446,15 @@ pub fn client_gone(stream: &TcpStream) -> bool {
     gone
 }
 
+/// The client closed its connection: 499 (nginx's "client closed request"), for the log only.
+fn client_closed(when: &str) -> ApiError {
+    ApiError::new(
+        CLIENT_CLOSED,
+        "client_closed_request",
+        format!("the client disconnected {when}"),
+    )
+}
+
 fn engine_err(e: EngineError) -> ApiError {
     match e {
         EngineError::ContextOverflow { .. } => {
@@ -463,10 +479,6 @@ pub fn spawn(engine: Engine, tasks: Receiver<Task>) -> std::io::Result<std::thre
         .spawn(move || engine.run(tasks))
 }
 
-/// Milliseconds since `start`, for the request log.
-pub fn elapsed_ms(start: Instant) -> u128 {
-    start.elapsed().as_millis()
-}
 
 #[cfg(test)]
 mod tests {

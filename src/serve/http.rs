@@ -227,6 +227,7 @@ pub fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        499 => "Client Closed Request",
         505 => "HTTP Version Not Supported",
         _ => "Error",
     }

@@ -13,7 +13,7 @@ pub mod faults;
 pub mod http;
 pub mod wire;
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -35,6 +35,10 @@ pub const API_KEY_ENV: &str = "ANCHORSCOPE_SERVE_API_KEY";
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 /// An idle keep-alive connection is closed after this long without a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// After refusing a request we could not read, discard at most this much of what the client
+/// still sends, for at most this long, before closing.
+const DRAIN_LIMIT: u64 = 64 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open connections beyond this are answered 503 at once (each holds a thread).
 const MAX_CONNECTIONS: usize = 512;
 
@@ -169,6 +173,18 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let keep_alive = request.as_ref().is_some_and(|r| r.keep_alive);
         let written = write_response(&mut writer, &response, keep_alive);
         log(request.as_ref(), &response, &outcome, started, written.is_ok());
+        if request.is_none() {
+            // A request we could not read (e.g. 413): the client may still be sending its
+            // body, and closing with unread data would reset the connection before it reads
+            // the answer. So stop writing and drain (bounded in bytes and time) first.
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            let _ = writer.set_read_timeout(Some(DRAIN_TIMEOUT));
+            let _ = std::io::copy(
+                &mut reader.by_ref().take(DRAIN_LIMIT),
+                &mut std::io::sink(),
+            );
+            return;
+        }
         if !keep_alive || written.is_err() {
             return;
         }
@@ -194,7 +210,7 @@ fn log(
     eprintln!(
         "{method} {path} {}{tokens} ms={}{lost}",
         response.status,
-        engine::elapsed_ms(started)
+        started.elapsed().as_millis()
     );
 }
 
