@@ -93,6 +93,9 @@ struct PromptCache {
 /// The model and its prompt cache.
 pub struct Engine {
     generator: LmGenerator,
+    /// Test-only fault (`--fault-delay-ms`): sleep before each request, as a slow model would,
+    /// so requests queue behind each other.
+    pub fault_delay: std::time::Duration,
     eos: Vec<u32>,
     cache: Option<PromptCache>,
     seed_counter: u64,
@@ -108,6 +111,7 @@ impl Engine {
         }
         Engine {
             generator,
+            fault_delay: std::time::Duration::ZERO,
             eos,
             cache: None,
             seed_counter: 0,
@@ -130,6 +134,9 @@ impl Engine {
                 // Answered only for the log: nobody reads it.
                 let _ = task.reply.send(Err(client_closed("before its turn")));
                 continue;
+            }
+            if !self.fault_delay.is_zero() {
+                std::thread::sleep(self.fault_delay);
             }
             let client = task.client;
             let result = catch_unwind(AssertUnwindSafe(|| {
@@ -174,7 +181,10 @@ impl Engine {
             }
         };
         if tokens.is_empty() {
-            return Err(ApiError::invalid("prompt", "the prompt encodes to no tokens"));
+            return Err(ApiError::invalid(
+                "prompt",
+                "the prompt encodes to no tokens",
+            ));
         }
         let context = self.max_context();
         if tokens.len() + params.max_tokens > context {
@@ -473,12 +483,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Start the engine thread; tasks are sent through the returned queue.
-pub fn spawn(engine: Engine, tasks: Receiver<Task>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    engine: Engine,
+    tasks: Receiver<Task>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("anchorscope-serve-engine".into())
         .spawn(move || engine.run(tasks))
 }
-
 
 #[cfg(test)]
 mod tests {

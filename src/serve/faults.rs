@@ -42,7 +42,8 @@ impl FromStr for StatusEvery {
 /// The configured faults (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultConfig {
-    /// Sleep this long before answering each request.
+    /// Sleep this long before answering each request: generation requests sleep on the engine
+    /// thread (a slow model: they queue behind each other), the others on their connection.
     pub delay_ms: u64,
     /// Every K-th successful completion (either endpoint) has its body truncated.
     pub malformed_every: Option<u64>,
