@@ -78,7 +78,7 @@ impl Faults {
     pub fn status_for_request(&self) -> Option<u16> {
         let f = self.config.status_every?;
         let n = self.generation_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        (n % f.every == 0).then_some(f.code)
+        n.is_multiple_of(f.every).then_some(f.code)
     }
 
     /// Counts a successful completion body; the body to send (cut in half when it is the K-th).
@@ -87,7 +87,7 @@ impl Faults {
             return body;
         };
         let n = self.completions.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % every.max(1) != 0 {
+        if !n.is_multiple_of(every.max(1)) {
             return body;
         }
         let mut cut = body.len() / 2;
