@@ -159,7 +159,14 @@ impl Engine {
         let params = match work {
             Work::Complete(p) => p,
             Work::Chat(messages, mut p) => {
-                p.prompt = Prompt::Text(self.generator.template.render_prompt(&messages));
+                let template = self.generator.template;
+                p.prompt = Prompt::Text(template.render_prompt(&messages));
+                // The turn ends at the template's end marker even where the tokenizer does not
+                // count it as an end-of-text token.
+                let end = template.turn_end().to_string();
+                if !p.stop.contains(&end) {
+                    p.stop.push(end);
+                }
                 p
             }
         };
