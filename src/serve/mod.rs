@@ -110,7 +110,11 @@ impl Server {
     /// Accept connections until the process ends (one thread each).
     pub fn run(self) -> std::io::Result<()> {
         for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
+            let Ok(stream) = stream else {
+                // Out of file descriptors and the like: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
             let shared = Arc::clone(&self.shared);
             let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
             if open > MAX_CONNECTIONS {
