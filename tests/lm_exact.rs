@@ -11,12 +11,70 @@ use candle_core::{Device, Tensor};
 fn load_gguf(dir: &Path, spec: &TinySpec) -> Lm {
     let path = dir.join(format!("tiny-{}-{}.gguf", spec.arch.name(), spec.seed));
     write_tiny_gguf(&path, spec).unwrap();
-    // Quantized specs keep candle's quantized kernels (not expanded to f32) to test that path.
+    // Quantized specs keep candle's quantized kernels (neither expanded to f32 nor read by
+    // our block kernel) to test that path.
     let opts = LoadOptions {
         dense_cpu_limit: if spec.quantized { 0 } else { usize::MAX },
+        block_kernel: !spec.quantized,
         ..LoadOptions::default()
     };
     Lm::load_with(&path, &Device::Cpu, &opts).unwrap()
+}
+
+#[test]
+fn the_block_kernel_gives_the_logits_of_the_dequantized_model() {
+    // The same Q8_0 file three ways: our block kernel (the default on AVX-512 CPUs), expanded
+    // to f32 for candle's gemm, and candle's quantized kernels. The first two do the same f32
+    // arithmetic on the same weights; candle's quantized path also rounds the activations.
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
+        let mut spec = TinySpec::new(arch, 21);
+        spec.quantized = true;
+        // Tied: an untied Q8_0 head stays on candle's quantized kernel in the f32 load.
+        spec.tied = true;
+        let path = dir.path().join(format!("tiny-block-{}.gguf", arch.name()));
+        write_tiny_gguf(&path, &spec).unwrap();
+        let load = |block_kernel: bool, dense_cpu_limit: usize| {
+            let opts = LoadOptions {
+                block_kernel,
+                dense_cpu_limit,
+                ..LoadOptions::default()
+            };
+            Lm::load_with(&path, &Device::Cpu, &opts).unwrap()
+        };
+        let blocks = load(true, usize::MAX);
+        let dense = load(false, usize::MAX);
+        let seq = tokens(spec.vocab, 20);
+        let a = vec1(
+            &blocks
+                .extend(&blocks.prefill(&seq[..12]).unwrap(), &seq[12..])
+                .unwrap()
+                .1,
+        );
+        let b = vec1(
+            &dense
+                .extend(&dense.prefill(&seq[..12]).unwrap(), &seq[12..])
+                .unwrap()
+                .1,
+        );
+        assert_close(&a, &b, 1e-4, &format!("{arch:?} extend"));
+        // Batched decoding through the kernel too.
+        let pa = blocks.prefill(&seq).unwrap();
+        let pb = dense.prefill(&seq).unwrap();
+        let mut ba = blocks.batch(&pa, 3).unwrap();
+        let mut bb = dense.batch(&pb, 3).unwrap();
+        let la = blocks
+            .step(&mut ba, &[1, 2, 3])
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let lb = dense
+            .step(&mut bb, &[1, 2, 3])
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        assert_close(&vec1(&la), &vec1(&lb), 1e-4, &format!("{arch:?} step"));
+    }
 }
 
 fn vec1(t: &Tensor) -> Vec<f32> {

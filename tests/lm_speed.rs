@@ -26,7 +26,7 @@ fn smollm2_prefill_and_batched_decode_speed() {
     )
     .unwrap();
     // ANCHORSCOPE_DENSE_LIMIT=0 keeps the quantized kernels (to compare with the f32 default).
-    let mut opts = LoadOptions::default();
+    let mut opts = LoadOptions::from_env();
     if let Some(v) = std::env::var("ANCHORSCOPE_DENSE_LIMIT")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -89,7 +89,7 @@ fn smollm2_sweep_of_eight_positions_in_one_batch() {
         eprintln!("note: skipping, no model at {}", path.display());
         return;
     }
-    let lm = Lm::load_with(&path, &candle_core::Device::Cpu, &LoadOptions::default()).unwrap();
+    let lm = Lm::load_with(&path, &candle_core::Device::Cpu, &LoadOptions::from_env()).unwrap();
     let seq: Vec<u32> = (0..600u32).map(|i| 100 + (i * 131) % 40000).collect();
     let full = lm.prefill(&seq).unwrap();
     let cuts: Vec<usize> = (0..8).map(|k| 200 + 50 * k).collect();

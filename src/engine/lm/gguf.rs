@@ -11,14 +11,15 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::config::{Arch, Config};
+use super::kernel::{self, BlockMatrix};
 use super::weights::{build, dense_layer_bytes, Matrix, Part, TensorSource, Weights};
-use super::ModelInfo;
+use super::{LoadOptions, ModelInfo};
 use crate::engine::EngineError;
 
 pub(crate) fn load(
     path: &Path,
     device: &Device,
-    dense_limit: usize,
+    opts: &LoadOptions,
 ) -> Result<(Config, Weights, ModelInfo), EngineError> {
     let err = |message: String| EngineError::Model {
         path: path.to_path_buf(),
@@ -114,10 +115,11 @@ pub(crate) fn load(
         content: &content,
         reader: &mut reader,
         device: device.clone(),
+        blocks: opts.block_kernel && device.is_cpu() && kernel::available(),
     };
     // Quantized kernels are the right choice on GPU; on CPU f32 gemm is much faster for
     // batched rows and prefill, so small models are expanded when they fit the budget.
-    let dense = device.is_cpu() && dense_layer_bytes(&cfg) <= dense_limit;
+    let dense = device.is_cpu() && dense_layer_bytes(&cfg) <= opts.dense_cpu_limit;
     let weights = build(&mut src, &cfg, dense)?;
     Ok((cfg, weights, info))
 }
@@ -175,6 +177,8 @@ struct GgufSource<'a> {
     content: &'a Content,
     reader: &'a mut BufReader<File>,
     device: Device,
+    /// Supported block types go to our CPU kernel.
+    blocks: bool,
 }
 
 impl GgufSource<'_> {
@@ -244,6 +248,19 @@ impl TensorSource for GgufSource<'_> {
         dense: bool,
     ) -> Result<Matrix, EngineError> {
         let t = self.read(name, &[rows, cols])?;
+        if self.blocks {
+            if let Some(b) = BlockMatrix::from_qtensor(&t) {
+                if !dense {
+                    return Ok(Matrix::Blocks(b));
+                }
+                // Within the f32 budget: keep both, each used where it is faster.
+                return t
+                    .dequantize(&self.device)
+                    .and_then(|w| w.t()?.contiguous())
+                    .map(|wt| Matrix::Hybrid(b, Box::new(Matrix::Dense(wt))))
+                    .map_err(|e| self.err(format!("tensor `{name}`: {e}")));
+            }
+        }
         let m = if dense {
             t.dequantize(&self.device).and_then(|w| Matrix::dense(&w))
         } else {
@@ -268,6 +285,18 @@ impl TensorSource for GgufSource<'_> {
         let table = t
             .dequantize(&self.device)
             .map_err(|e| self.err(format!("tensor `{name}`: {e}")))?;
+        if self.blocks {
+            if let Some(b) = BlockMatrix::from_qtensor(&t) {
+                let head = if dense {
+                    // The f32 table is in memory anyway (for the lookup): gemm on it for
+                    // many rows, the blocks for few.
+                    Matrix::Hybrid(b, Box::new(Matrix::DenseRows(table.clone())))
+                } else {
+                    Matrix::Blocks(b)
+                };
+                return Ok((table, head));
+            }
+        }
         if dense {
             // The f32 table is already in memory: as the head it costs nothing more, and f32
             // gemm beats the quantized kernel once several rows decode together.

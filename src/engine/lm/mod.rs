@@ -10,6 +10,7 @@ mod config;
 mod forward;
 mod gguf;
 mod hf;
+mod kernel;
 pub mod testing;
 mod weights;
 
@@ -46,6 +47,10 @@ pub struct LoadOptions {
     /// `extend` runs long inputs in chunks of this many tokens, so the attention scores of
     /// a whole trace (tokens × context per head) never have to fit in memory at once.
     pub prefill_chunk: usize,
+    /// On CPUs with AVX-512, GGUF matrices of type Q4_0/Q4_1/Q8_0 are multiplied straight
+    /// from their blocks by our kernel (least memory traffic, f32 arithmetic); this takes
+    /// precedence over `dense_cpu_limit` for those matrices. Off: candle's kernels only.
+    pub block_kernel: bool,
 }
 
 impl Default for LoadOptions {
@@ -54,7 +59,27 @@ impl Default for LoadOptions {
         LoadOptions {
             dense_cpu_limit: 1 << 30,
             prefill_chunk: 256,
+            block_kernel: true,
         }
+    }
+}
+
+impl LoadOptions {
+    /// The defaults, with the CPU matrix path chosen by `ANCHORSCOPE_CPU_KERNEL` (for
+    /// benchmarks and comparisons): `blocks` (default: our block kernel where it applies, f32
+    /// gemm for the rest), `f32` (every matrix expanded for candle's gemm) or `quantized`
+    /// (candle's quantized kernels).
+    pub fn from_env() -> Self {
+        let mut opts = LoadOptions::default();
+        match std::env::var("ANCHORSCOPE_CPU_KERNEL").as_deref() {
+            Ok("f32") => opts.block_kernel = false,
+            Ok("quantized") => {
+                opts.block_kernel = false;
+                opts.dense_cpu_limit = 0;
+            }
+            _ => {}
+        }
+        opts
     }
 }
 
@@ -201,7 +226,7 @@ pub struct Lm {
 impl Lm {
     /// Load a GGUF file or a Hugging Face-style directory (config.json + *.safetensors).
     pub fn load(path: &Path, device: &Device) -> Result<Self, EngineError> {
-        Self::load_with(path, device, &LoadOptions::default())
+        Self::load_with(path, device, &LoadOptions::from_env())
     }
 
     pub fn load_with(
@@ -212,7 +237,7 @@ impl Lm {
         let (cfg, w, info) = if path.is_dir() {
             hf::load(path, device)?
         } else {
-            gguf::load(path, device, opts.dense_cpu_limit)?
+            gguf::load(path, device, opts)?
         };
         Ok(Lm {
             info,

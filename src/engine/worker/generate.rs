@@ -367,12 +367,12 @@ impl Generator for LmGenerator {
         let kv_per_token = c.n_layers * 2 * c.n_kv_heads * c.head_dim * 4;
         let per_row =
             kv_per_token * (settings.max_new_tokens as usize).max(1) + 2 * 4 * c.vocab_size;
-        let most = if self.lm.device().is_cpu() {
-            MAX_GROUP_ROWS_CPU
+        let (budget, most) = if self.lm.device().is_cpu() {
+            (cpu_group_budget(), MAX_GROUP_ROWS_CPU)
         } else {
-            MAX_GROUP_ROWS_GPU
+            (GPU_GROUP_BUDGET, MAX_GROUP_ROWS_GPU)
         };
-        (GROUP_MEMORY_BUDGET / per_row.max(1)).clamp(1, most)
+        (budget / per_row.max(1)).clamp(1, most)
     }
 
     fn sample_group(
@@ -406,9 +406,26 @@ impl Generator for LmGenerator {
     }
 }
 
-/// Memory the rows of one batched group may take (their own KV and logits); the shared
-/// prefixes are counted once per position and are small next to it.
-const GROUP_MEMORY_BUDGET: usize = 1 << 30;
+/// Memory the rows of one batched group may take on the GPU (their own KV and logits, if every
+/// row ran to the token cap); the shared prefixes are counted once per position.
+const GPU_GROUP_BUDGET: usize = 4 << 30;
+
+/// The same on CPU: a quarter of the memory available now, between 512 MiB and 8 GiB.
+fn cpu_group_budget() -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<usize>().ok())
+        })
+        .map(|kib| kib * 1024);
+    match available {
+        Some(bytes) => (bytes / 4).clamp(512 << 20, 8 << 30),
+        None => 1 << 30,
+    }
+}
 /// On CPU a decoding step is compute-bound from ~64 rows on: more rows only delay the first
 /// finished rollouts.
 const MAX_GROUP_ROWS_CPU: usize = 128;

@@ -297,7 +297,7 @@ pub fn plan_seeds(
 pub fn run_job(
     job: &Job,
     generator: &mut dyn Generator,
-    mut embedder: Option<&mut (dyn Embedder + 'static)>,
+    embedder: Option<&mut (dyn Embedder + 'static)>,
     ctx: &JobContext,
     inbox: &mut Inbox,
     events: &dyn Fn(EngineEvent),
@@ -382,7 +382,7 @@ pub fn run_job(
         job,
         slots: Vec::new(),
         ctx,
-        embedder: embedder.as_deref_mut(),
+        embedder,
         writer: &mut writer,
         inbox,
         events,
