@@ -105,6 +105,7 @@ def matmul_rates(torch, shapes, device, min_time):
         seconds = time.perf_counter() - started
         rates.append(
             {
+                "library": "torch",
                 "m": m,
                 "k": k,
                 "n": n,

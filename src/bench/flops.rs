@@ -46,6 +46,9 @@ pub fn kv_elements_per_token(cfg: &Config) -> u64 {
 /// One measured matmul shape: C[m, n] = A[m, k] · B[k, n].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MatmulRate {
+    /// `candle` (ours) or `torch` (the peer's).
+    #[serde(default)]
+    pub library: String,
     pub m: usize,
     pub k: usize,
     pub n: usize,
@@ -78,6 +81,7 @@ pub fn measure_matmul(
     let secs = started.elapsed().as_secs_f64();
     let flops = 2.0 * (m * k * n) as f64 * repeats as f64;
     Ok(MatmulRate {
+        library: "candle".into(),
         m,
         k,
         n,

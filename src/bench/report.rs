@@ -20,14 +20,16 @@ pub struct Roofline {
     pub mean_context: f64,
     pub tokens_per_s: f64,
     pub achieved_flops_per_s: f64,
-    /// The best measured matmul rate (FLOP/s) and its shape.
+    /// The best matmul rate measured on this machine (FLOP/s, either library), and its
+    /// library and shape.
     pub peak_flops_per_s: f64,
     pub peak_shape: String,
     pub fraction_of_peak: f64,
 }
 
 impl Roofline {
-    /// From a FLOPs/token figure, our tokens/s and the measured matmul rates (best is the peak).
+    /// From a FLOPs/token figure, a tokens/s and the machine's measured matmul rates (the best
+    /// of them is the peak).
     pub fn new(
         job: &str,
         flops_per_token: f64,
@@ -46,7 +48,7 @@ impl Roofline {
             tokens_per_s,
             achieved_flops_per_s: achieved,
             peak_flops_per_s: best.flops_per_s,
-            peak_shape: shape(best),
+            peak_shape: labelled_shape(best),
             fraction_of_peak: if best.flops_per_s > 0.0 {
                 achieved / best.flops_per_s
             } else {
@@ -95,6 +97,11 @@ pub fn ratio(ours: f64, peer: Option<f64>) -> String {
 
 fn shape(r: &MatmulRate) -> String {
     format!("{}×{}×{}", r.m, r.k, r.n)
+}
+
+/// `torch 1024×1024×1024`.
+fn labelled_shape(r: &MatmulRate) -> String {
+    format!("{} {}", r.library, shape(r))
 }
 
 /// One line per job and side: precision, rows × tokens, generated, wall, tokens/s, the ratio
@@ -185,20 +192,19 @@ pub fn memory_table(memory: &[JobReport]) -> String {
     grid(&header, &rows)
 }
 
-/// The roofline lines and the matmul rates they rest on.
-pub fn roofline_text(candle: &[MatmulRate], torch: &[MatmulRate], roofline: &[Roofline]) -> String {
+/// The matmul rates measured, then one roofline line per job.
+pub fn roofline_text(rates: &[MatmulRate], roofline: &[Roofline]) -> String {
     let mut out = String::new();
-    for (who, rates) in [("candle", candle), ("torch", torch)] {
-        for r in rates {
-            let _ = writeln!(
-                out,
-                "matmul {who:<6} {:>14} {}: {:.1} GFLOP/s ({} runs)",
-                shape(r),
-                r.dtype,
-                r.flops_per_s / 1e9,
-                r.repeats
-            );
-        }
+    for r in rates {
+        let _ = writeln!(
+            out,
+            "matmul {:<6} {:>14} {}: {:.1} GFLOP/s ({} runs)",
+            r.library,
+            shape(r),
+            r.dtype,
+            r.flops_per_s / 1e9,
+            r.repeats
+        );
     }
     for r in roofline {
         let _ = writeln!(
@@ -322,6 +328,7 @@ mod tests {
     fn roofline_is_achieved_over_best_measured() {
         let rates = vec![
             MatmulRate {
+                library: "candle".into(),
                 m: 16,
                 k: 576,
                 n: 1536,
@@ -330,6 +337,7 @@ mod tests {
                 flops_per_s: 50e9,
             },
             MatmulRate {
+                library: "candle".into(),
                 m: 1024,
                 k: 1024,
                 n: 1024,
@@ -341,9 +349,9 @@ mod tests {
         let r = Roofline::new("single", 300e6, 354.5, 100.0, &rates).unwrap();
         assert_eq!(r.achieved_flops_per_s, 30e9);
         assert!((r.fraction_of_peak - 0.3).abs() < 1e-12);
-        assert_eq!(r.peak_shape, "1024×1024×1024");
+        assert_eq!(r.peak_shape, "candle 1024×1024×1024");
         assert!(Roofline::new("single", 1.0, 1.0, 1.0, &[]).is_none());
-        let text = roofline_text(&rates, &[], &[r]);
+        let text = roofline_text(&rates, &[r]);
         assert!(
             text.contains("30.00 GFLOP/s") && text.contains("30.0%"),
             "{text}"

@@ -135,16 +135,11 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         },
         None => Vec::new(),
     };
+    // Both sides are held against the best matmul rate measured on this machine.
+    let all_rates: Vec<MatmulRate> = matmul_candle.iter().chain(&matmul_torch).cloned().collect();
     let roofline = jobs
         .iter()
-        .filter_map(|j| {
-            let rates = if j.side == "anchorscope" {
-                &matmul_candle
-            } else {
-                &matmul_torch
-            };
-            roofline_of(j, &cfg, rates)
-        })
+        .filter_map(|j| roofline_of(j, &cfg, &all_rates))
         .collect();
 
     for j in jobs.iter().chain(&memory) {
@@ -242,11 +237,13 @@ fn render(r: &BenchResult) -> String {
         out.push_str(&memory_table(&r.memory));
     }
     out.push('\n');
-    out.push_str(&roofline_text(
-        &r.matmul_candle,
-        &r.matmul_torch,
-        &r.roofline,
-    ));
+    let rates: Vec<MatmulRate> = r
+        .matmul_candle
+        .iter()
+        .chain(&r.matmul_torch)
+        .cloned()
+        .collect();
+    out.push_str(&roofline_text(&rates, &r.roofline));
     for n in &r.notes {
         out.push_str(&format!("note: {n}\n"));
     }
