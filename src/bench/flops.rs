@@ -144,6 +144,24 @@ mod tests {
     }
 
     #[test]
+    fn kv_per_token_matches_what_a_batch_holds() {
+        use crate::engine::lm::testing::{write_tiny_gguf, TinySpec};
+        use crate::engine::lm::Lm;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        write_tiny_gguf(&path, &TinySpec::new(Arch::Llama, 3)).unwrap();
+        let lm = Lm::load(&path, &Device::Cpu).unwrap();
+        let prefix = lm.prefill(&[1, 2, 3, 4, 5]).unwrap();
+        let mut batch = lm.batch(&prefix, 3).unwrap();
+        for _ in 0..4 {
+            lm.step(&mut batch, &[6, 7, 8]).unwrap();
+        }
+        // The rows' own KV only: 3 rows × 4 tokens; the 5-token prefix is shared, not counted.
+        let per_token = kv_elements_per_token(lm.config()) as usize;
+        assert_eq!(batch.own_kv_elements(), 3 * 4 * per_token);
+    }
+
+    #[test]
     fn mean_context_counts_the_fed_tokens() {
         // Tokens 0..4 attend to 11, 12, 13, 14 positions after a 10-token prefix.
         assert_eq!(mean_decode_context(10, 4), 12.5);
