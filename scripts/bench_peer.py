@@ -29,6 +29,28 @@ def peak_rss_bytes():
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def proc_status_bytes(field):
+    """A `kB` field of /proc/self/status (Linux: VmHWM peak, VmRSS current), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def sync(torch, device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -150,7 +172,9 @@ def main():
     started = time.perf_counter()
     model = load_model(torch, inputs["model_path"], device)
     load_s = time.perf_counter() - started
-    rss_after_load = peak_rss_bytes()
+    rss_after_load = proc_status_bytes("VmRSS")
+    # After the reset VmHWM is the job's own peak (ru_maxrss keeps the process's).
+    reset = reset_peak_rss()
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     if args.job == "single":
         prompts = [inputs["single"]]
@@ -192,6 +216,7 @@ def main():
         "position_s": per_prompt,
         "peak_rss_bytes": peak_rss_bytes(),
         "rss_after_load_bytes": rss_after_load,
+        "job_peak_rss_bytes": proc_status_bytes("VmHWM") if reset else None,
         "errors": [],
         "note": note,
     }

@@ -111,6 +111,10 @@ fn bench_job_child_reports_every_row_and_token() {
         if cfg!(target_os = "linux") {
             let peak = report.peak_rss_bytes.expect("VmHWM on Linux");
             assert!(peak >= report.rss_after_load_bytes.unwrap());
+            // The job's own peak (reset after the load) never exceeds the process's.
+            if let Some(job_peak) = report.job_peak_rss_bytes {
+                assert!(job_peak <= peak && job_peak > 0);
+            }
         }
         // The rows' own KV: 3 rows × 5 tokens × 2 (K, V) × 2 layers × 2 KV heads × 16 × 4 bytes.
         assert_eq!(report.own_kv_bytes, Some(3 * 5 * 2 * 2 * 2 * 16 * 4));

@@ -69,9 +69,13 @@ pub struct JobReport {
     /// Seconds per position, in order (ours: the first includes the trace's one prefill).
     #[serde(default)]
     pub position_s: Vec<f64>,
-    /// Peak resident memory of the process that ran the job.
+    /// Peak resident memory of the process that ran the job (model load included).
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+    /// Peak resident memory during the job alone: the peak is reset once the model is loaded
+    /// (Linux `clear_refs`), so a load-time transient cannot hide what the job itself needs.
+    #[serde(default)]
+    pub job_peak_rss_bytes: Option<u64>,
     /// Resident memory once the model was loaded, before the job.
     #[serde(default)]
     pub rss_after_load_bytes: Option<u64>,
@@ -93,6 +97,12 @@ pub fn rss_bytes() -> (Option<u64>, Option<u64>) {
         return (None, None);
     };
     (field_kib(&status, "VmHWM:"), field_kib(&status, "VmRSS:"))
+}
+
+/// Reset the peak resident memory to the current one (Linux ≥ 4.0: `5` to
+/// `/proc/self/clear_refs`); false where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// `VmHWM:    123456 kB` → bytes.
@@ -197,12 +207,19 @@ pub fn run(
     let (_commands, rx) = mpsc::channel();
     let mut inbox = Inbox::new(rx);
     let log = RefCell::new(EventLog::default());
-    let (_, rss_after_load) = rss_bytes();
+    let (load_peak, rss_after_load) = rss_bytes();
+    let reset = reset_peak_rss();
     let started = Instant::now();
     let events = |e: EngineEvent| log.borrow_mut().record(e, started);
     run_job(&job, gen, None, &ctx, &mut inbox, &events);
     let wall_s = started.elapsed().as_secs_f64();
-    let (peak, _) = rss_bytes();
+    let (job_peak, _) = rss_bytes();
+    // After a reset VmHWM is the job's own peak; the process peak is the larger of the two.
+    let peak = if reset {
+        load_peak.max(job_peak)
+    } else {
+        job_peak
+    };
     let log = log.into_inner();
 
     let cfg = gen.lm.config();
@@ -224,6 +241,7 @@ pub fn run(
         tokens_per_s: rate(log.tokens, wall_s),
         position_s: log.position_s,
         peak_rss_bytes: peak,
+        job_peak_rss_bytes: if reset { job_peak } else { None },
         rss_after_load_bytes: rss_after_load,
         own_kv_bytes: Some(rows as u64 * new_tokens as u64 * kv_token_bytes),
         prefix_kv_bytes: Some(longest_prefix * kv_token_bytes),
@@ -321,6 +339,23 @@ mod tests {
     fn this_process_has_a_peak_at_least_its_rss() {
         if let (Some(peak), Some(now)) = rss_bytes() {
             assert!(peak >= now && now > 0);
+        }
+    }
+
+    #[test]
+    fn a_reset_peak_drops_to_about_the_current_rss() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        // A transient 64 MiB allocation raises the peak; after a reset the peak is near RSS.
+        let big = vec![1u8; 64 << 20];
+        assert_eq!(big.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
+        drop(big);
+        let (before, _) = rss_bytes();
+        if reset_peak_rss() {
+            let (after, now) = rss_bytes();
+            assert!(after.unwrap() < before.unwrap(), "{after:?} {before:?}");
+            assert!(after.unwrap() >= now.unwrap());
         }
     }
 

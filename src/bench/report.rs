@@ -150,15 +150,17 @@ pub fn results_table(jobs: &[JobReport]) -> String {
     grid(&header, &rows)
 }
 
-/// Peak RSS, the rows' own KV and the shared prefix KV at each row count, with the RSS growth
-/// per added row between consecutive counts.
+/// At each row count: the process's peak RSS, the job's own peak (after the model loaded) and
+/// its growth per added row between consecutive counts, the rows' own KV and the shared prefix
+/// KV.
 pub fn memory_table(memory: &[JobReport]) -> String {
     let header = [
         "rows",
         "new tok",
         "prefix tok",
         "peak RSS MiB",
-        "Δ RSS/row MiB",
+        "job peak MiB",
+        "Δ job peak/row MiB",
         "own KV MiB",
         "prefix KV MiB",
         "tokens/s",
@@ -166,15 +168,17 @@ pub fn memory_table(memory: &[JobReport]) -> String {
     let mut rows = Vec::new();
     let mut previous: Option<&JobReport> = None;
     for r in memory {
-        let per_row = match (previous, r.peak_rss_bytes) {
-            (Some(p), Some(now)) if r.rows > p.rows => p.peak_rss_bytes.map(|before| {
+        let job_peak = r.job_peak_rss_bytes.or(r.peak_rss_bytes);
+        let per_row = previous.and_then(|p| {
+            let before = p.job_peak_rss_bytes.or(p.peak_rss_bytes)?;
+            let now = job_peak?;
+            (r.rows > p.rows).then(|| {
                 format!(
                     "{:.2}",
                     (now as f64 - before as f64) / (r.rows - p.rows) as f64 / 1048576.0
                 )
-            }),
-            _ => None,
-        };
+            })
+        });
         rows.push(vec![
             r.rows.to_string(),
             r.new_tokens.to_string(),
@@ -182,7 +186,8 @@ pub fn memory_table(memory: &[JobReport]) -> String {
                 .first()
                 .map_or("n/a".into(), |p| p.to_string()),
             mib(r.peak_rss_bytes),
-            per_row.unwrap_or_else(|| "".into()),
+            mib(r.job_peak_rss_bytes),
+            per_row.unwrap_or_default(),
             mib(r.own_kv_bytes),
             mib(r.prefix_kv_bytes),
             format!("{:.1}", r.tokens_per_s),
@@ -313,15 +318,22 @@ mod tests {
 
     #[test]
     fn memory_table_shows_growth_per_row() {
-        let memory = vec![
-            report("anchorscope", "memory", 10.0, 1, Some(100 << 20)),
-            report("anchorscope", "memory", 10.0, 17, Some(116 << 20)),
+        let mut memory = vec![
+            report("anchorscope", "memory", 10.0, 1, Some(700 << 20)),
+            report("anchorscope", "memory", 10.0, 17, Some(700 << 20)),
         ];
+        // The process peaks are the same (the load's); the jobs' own peaks grow by 16 MiB.
+        memory[0].job_peak_rss_bytes = Some(100 << 20);
+        memory[1].job_peak_rss_bytes = Some(116 << 20);
         let table = memory_table(&memory);
         let last = table.lines().last().unwrap();
-        // 16 MiB more for 16 more rows.
-        assert!(last.contains("1.00"), "{table}");
+        assert!(last.contains("1.00") && last.contains("116.0"), "{table}");
         assert!(last.starts_with("17"));
+        // Without the job's own peak the process peak is used.
+        memory[0].job_peak_rss_bytes = None;
+        memory[1].job_peak_rss_bytes = None;
+        let table = memory_table(&memory);
+        assert!(table.lines().last().unwrap().contains("0.00"), "{table}");
     }
 
     #[test]

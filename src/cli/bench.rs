@@ -14,7 +14,7 @@ use anchorscope::bench::flops::MatmulRate;
 use anchorscope::bench::flops::{decode_flops_per_token, mean_decode_context, measure_matmul};
 use anchorscope::bench::machine::{gpu_name, machine_info};
 use anchorscope::bench::report::{
-    memory_table, results_table, roofline_text, BenchResult, Roofline,
+    memory_table, mib, results_table, roofline_text, BenchResult, Roofline,
 };
 use anchorscope::bench::{inputs, JobReport};
 use anchorscope::config::Config;
@@ -92,11 +92,11 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
             "bench: anchorscope {job} ({} rows × {} tokens)…",
             args.rows, args.new_tokens
         );
-        jobs.push(ours.run(job, args.rows)?);
+        jobs.push(said(ours.run(job, args.rows)?));
         if let Some(peer) = &peer {
             eprintln!("bench: transformers {job}…");
             match peer.job(&inputs_path, job, args.rows, args.new_tokens, device_arg) {
-                Ok(r) => jobs.push(r),
+                Ok(r) => jobs.push(said(r)),
                 Err(e) => notes.push(format!("the peer's {job} job failed: {e:#}")),
             }
         }
@@ -110,7 +110,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
             Some(r) => r.clone(),
             None => {
                 eprintln!("bench: anchorscope memory at {rows} rows…");
-                ours.run("memory", rows)?
+                said(ours.run("memory", rows)?)
             }
         };
         memory.push(JobReport {
@@ -192,6 +192,20 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         eprintln!("bench: results written to {}", out.display());
     }
     Ok(())
+}
+
+/// Say a job's result on stderr as soon as it is in (a long run that fails later keeps it).
+fn said(r: JobReport) -> JobReport {
+    eprintln!(
+        "bench: {} {}: {} tokens in {:.2} s = {:.1} tokens/s, peak RSS {} MiB",
+        r.side,
+        r.job,
+        r.tokens_generated,
+        r.wall_s,
+        r.tokens_per_s,
+        mib(r.peak_rss_bytes)
+    );
+    r
 }
 
 /// The printed report: what was run, the jobs table, memory, roofline, notes.
