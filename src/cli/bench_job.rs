@@ -22,7 +22,7 @@ pub fn run(args: &BenchJobArgs) -> anyhow::Result<()> {
         LmGenerator::load(&path, &device).with_context(|| format!("loading {}", path.display()))?;
     let load_s = started.elapsed().as_secs_f64();
     let precision = engine_precision(&path, gen.lm.config(), &device);
-    let where_ = if device.is_cpu() {
+    let device_label = if device.is_cpu() {
         "cpu".to_string()
     } else {
         gpu_name().unwrap_or_else(|| device_name(&device))
@@ -42,7 +42,7 @@ pub fn run(args: &BenchJobArgs) -> anyhow::Result<()> {
         &job::Context {
             load_s,
             precision: &precision,
-            device: &where_,
+            device: &device_label,
         },
     )?;
     report.job = args.job.clone();
