@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod behavior;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod export;

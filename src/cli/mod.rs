@@ -2,6 +2,8 @@
 //! command. The modules only glue library calls together; no science lives here.
 
 mod analyze;
+mod bench;
+mod bench_job;
 mod collect;
 mod config;
 mod engine_opts;
@@ -165,6 +167,103 @@ choices of a request decode together as one batch, and a request with a `seed` d
 texts again (choice 0 uses the seed itself, as the local engine does for a rollout's seed). When the environment variable ANCHORSCOPE_SERVE_API_KEY is set, every endpoint
 but /health requires `Authorization: Bearer <key>`.")]
     Serve(ServeArgs),
+
+    /// Measure sampling speed and memory against Python transformers on the same model.
+    #[command(long_about = "\
+Measure the same sampling jobs in anchorscope and in the peer, Python `transformers` loading the
+same model file (GGUF dequantized to float32), in one run on this machine:
+
+  single  --rows continuations of --new-tokens tokens from one --prefix-tokens prefix
+  sweep   --positions positions of one trace × --rows rollouts × --new-tokens tokens
+
+Temperature 0.6, top-p 0.95 on both sides; both continue the same token ids (real text: the
+longest sample-traces/q-*.json unless --trace). Each job runs in its own child process, so its
+peak RSS is its own. Prints tokens generated, wall time, tokens/s, the ratio ours/peer and peak
+RSS of each; our peak RSS and KV bytes at each --memory-rows count; and the decode roofline
+(model FLOPs per generated token × tokens/s against measured matmul FLOP/s).
+scripts/bench.sh creates a venv with the peer's packages and runs this command.")]
+    Bench(BenchArgs),
+
+    /// One measured job of `bench`, run in a child process (internal).
+    #[command(hide = true)]
+    BenchJob(BenchJobArgs),
+}
+
+/// Who `bench` compares against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PeerArg {
+    /// Python transformers (needs --python with torch, transformers, accelerate, gguf).
+    #[default]
+    Python,
+    /// Only anchorscope.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A GGUF file, a model directory, or `default` (installed on first use).
+    #[arg(long, value_name = "PATH|default")]
+    pub model: Option<String>,
+
+    /// Where both sides run: auto, cpu, cuda.
+    #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
+    pub device: String,
+
+    /// The peer to compare with.
+    #[arg(long, value_enum, default_value_t = PeerArg::Python)]
+    pub peer: PeerArg,
+
+    /// The Python interpreter for the peer.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
+
+    /// Rollouts per prefix (rows decoded together).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub rows: usize,
+
+    /// New tokens per rollout.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub new_tokens: usize,
+
+    /// Prompt tokens of the single job's prefix (the closest achievable is used and reported).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub prefix_tokens: usize,
+
+    /// Positions of the sweep job, spread over the trace.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub positions: usize,
+
+    /// Row counts of the memory runs (comma list; `none` to skip).
+    #[arg(long, value_name = "LIST", default_value = "1,16,64")]
+    pub memory_rows: String,
+
+    /// The trace whose text both sides continue (default: the longest sample-traces/q-*.json).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// Also write every number (and the machine) as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchJobArgs {
+    /// The inputs JSON written by `bench`.
+    #[arg(long, value_name = "FILE")]
+    pub inputs: PathBuf,
+
+    /// single, sweep, or memory (a single job reported as memory).
+    #[arg(long, value_parser = ["single", "sweep", "memory"])]
+    pub job: String,
+
+    #[arg(long, default_value_t = 16)]
+    pub rows: usize,
+
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+
+    #[arg(long, value_parser = engine_opts::DEVICES, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]
@@ -462,6 +561,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Split(args)) => split_cmd::run(&args, &config),
         Some(Command::Stats(args)) => stats::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
+        Some(Command::Bench(args)) => bench::run(&args, &config),
+        Some(Command::BenchJob(args)) => bench_job::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
     };
     match outcome {

@@ -1,0 +1,105 @@
+//! Facts about the machine and the engine's choices that a benchmark result needs beside it.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::lm::{Config, LoadOptions};
+
+use super::flops::matmul_params;
+
+/// Where the numbers were taken.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_bytes: Option<u64>,
+    /// `cpu`, or the GPU's name when the job ran on CUDA.
+    pub device: String,
+    pub os: String,
+    pub date: String,
+}
+
+/// CPU model, cores and memory of this machine (Linux `/proc`; `unknown` elsewhere).
+pub fn machine_info(device: &str, date: &str) -> MachineInfo {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(|| "unknown".to_string(), |(_, v)| v.trim().to_string());
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+        let kib: u64 = line["MemTotal:".len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    });
+    MachineInfo {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_bytes,
+        device: device.to_string(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        date: date.to_string(),
+    }
+}
+
+/// The GGML type of a GGUF file's layer matrices (`blk.0.attn_q.weight`), e.g. `Q4_1`.
+pub fn gguf_matrix_type(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let content = gguf_file::Content::read(&mut file).ok()?;
+    let info = content.tensor_infos.get("blk.0.attn_q.weight")?;
+    Some(format!("{:?}", info.ggml_dtype))
+}
+
+/// How the engine holds the weights it multiplies with, by the loader's own rule
+/// (`Lm::load` with default options): on CPU a GGUF model's layer matrices are expanded to f32
+/// when they fit `LoadOptions::dense_cpu_limit`, otherwise they stay in the quantized kernels;
+/// safetensors directories are converted to f32.
+pub fn engine_precision(model: &Path, cfg: &Config, device: &Device) -> String {
+    if model.is_dir() {
+        return "f32 (safetensors converted)".into();
+    }
+    let kind = gguf_matrix_type(model).unwrap_or_else(|| "GGUF".into());
+    let head = cfg.hidden as u64 * cfg.vocab_size as u64;
+    let dense_bytes = (matmul_params(cfg) - head) * 4;
+    if device.is_cpu() && dense_bytes <= LoadOptions::default().dense_cpu_limit as u64 {
+        format!("f32 (expanded from {kind})")
+    } else {
+        format!("{kind} (quantized kernels)")
+    }
+}
+
+/// The GPU's name from `nvidia-smi`, when there is one.
+pub fn gpu_name() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_info_has_cores_and_the_given_fields() {
+        let m = machine_info("cpu", "2026-11-23T00:00:00Z");
+        assert!(m.cores >= 1);
+        assert_eq!(m.device, "cpu");
+        assert_eq!(m.date, "2026-11-23T00:00:00Z");
+        assert!(!m.cpu.is_empty());
+    }
+}
