@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod http;
+pub mod judge;
 pub mod openai;
 pub mod protocol;
 pub mod retry;

@@ -72,8 +72,25 @@ impl Default for EngineSettings {
 }
 
 impl EngineSettings {
-    /// Range checks, each error naming the setting.
+    /// Every check: ranges, and for `openai` a URL and a model.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_ranges()?;
+        if self.kind == EngineKind::Openai {
+            if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                return Err("the openai engine needs a server URL (--url or [engine] url)".into());
+            }
+            if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                return Err(
+                    "the openai engine needs the served model's name (--model or [engine] model)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Range checks, each error naming the setting (URL and model may still come from flags).
+    pub fn validate_ranges(&self) -> Result<(), String> {
         if self.concurrency == 0 {
             return Err("[engine] concurrency = 0: must be at least 1".into());
         }
@@ -91,17 +108,6 @@ impl EngineSettings {
                 return Err(format!(
                     "[engine] template = {t:?}: expected chatml, llama3 or deepseek-r1"
                 ));
-            }
-        }
-        if self.kind == EngineKind::Openai {
-            if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-                return Err("the openai engine needs a server URL (--url or [engine] url)".into());
-            }
-            if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
-                return Err(
-                    "the openai engine needs the served model's name (--model or [engine] model)"
-                        .into(),
-                );
             }
         }
         Ok(())

@@ -290,6 +290,20 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 Span::styled(format!("seed {:<6} {label} ", r.seed), muted),
                 Span::raw(truncate(first, text_w + 4)),
             ]));
+            // A model judge's verdict is auditable: its summary line here, every vote's
+            // criteria and quotes in the JSON export.
+            if let Some(summary) = r
+                .labels
+                .get(&name)
+                .filter(|l| l.classifier == crate::behavior::af_judge_model::CLASSIFIER)
+                .and_then(|l| l.evidence.as_deref())
+                .and_then(|e| e.lines().next())
+            {
+                lines.push(Line::styled(
+                    format!("            {}", truncate(summary, text_w + 4)),
+                    muted,
+                ));
+            }
         }
     }
     lines
