@@ -7,6 +7,7 @@ pub mod behavior;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod serve;
 pub mod store;
 pub mod trace;
 pub mod tui;

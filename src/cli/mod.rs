@@ -11,6 +11,7 @@ mod model_cmd;
 mod open;
 mod output;
 mod progress;
+mod serve;
 mod split_cmd;
 mod stats;
 
@@ -48,7 +49,8 @@ Examples:
   anchorscope export trace.json --format html -o trace.html
   anchorscope model install                   fetch the default model and the embedder
   anchorscope analyze trace.json -n 100       sample 100 rollouts per position, print stats
-  anchorscope collect --prompt-file system.txt --queries q.txt --tier both -o traces/";
+  anchorscope collect --prompt-file system.txt --queries q.txt --tier both -o traces/
+  anchorscope serve --port 8000               serve the model over an OpenAI-compatible API";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,6 +152,61 @@ SHA-256, the sampler, the seed, the classifier versions and the date.")]
 
     /// Install or inspect the local models.
     Model(ModelCommand),
+
+    /// Serve the local model over an OpenAI-compatible HTTP API (completions, chat).
+    #[command(long_about = "\
+Serve the local model over an OpenAI-compatible HTTP API, so several explorers (or any OpenAI
+client) can share one model: GET /health, GET /v1/models, POST /v1/completions and
+POST /v1/chat/completions (no streaming, no logprobs).
+
+Prints `listening on http://HOST:PORT` to stdout when ready (with --port 0 a free port is picked)
+and one line per request to stderr. Requests are served one at a time in arrival order; the n
+choices of a request decode together as one batch, and a request with a `seed` draws the same
+texts again (choice 0 uses the seed itself, as the local engine does for a rollout's seed). When the environment variable ANCHORSCOPE_SERVE_API_KEY is set, every endpoint
+but /health requires `Authorization: Bearer <key>`.")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A GGUF file, a model directory, or `default` (installed on first use).
+    #[arg(long, value_name = "PATH|default")]
+    pub model: Option<String>,
+
+    /// Where the model runs: auto, cpu, cuda.
+    #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
+    pub device: String,
+
+    /// Address to listen on (0.0.0.0 for every interface).
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free one (printed in the `listening on` line).
+    #[arg(long, value_name = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// The model name clients see in /v1/models and send as `model` (default: the model file's
+    /// name without extension, e.g. SmolLM2-135M-Instruct.Q4_1).
+    #[arg(long, value_name = "NAME")]
+    pub served_model_name: Option<String>,
+
+    /// Generation requests that may wait behind the running one; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_queue: usize,
+
+    // Fault injection, TEST-ONLY (hidden from --help): the OpenAI client's fault tests start a
+    // real server with these to meet slow answers, malformed bodies and error statuses.
+    /// Sleep N milliseconds before answering each request.
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    pub fault_delay_ms: u64,
+
+    /// Truncate every K-th successful completion body (invalid JSON).
+    #[arg(long, value_name = "K", hide = true)]
+    pub fault_malformed_every: Option<u64>,
+
+    /// Answer every K-th generation request with status CODE (e.g. 3:503) without generating.
+    #[arg(long, value_name = "K:CODE", hide = true)]
+    pub fault_status_every: Option<anchorscope::serve::faults::StatusEvery>,
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +469,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Split(args)) => split_cmd::run(&args, &config),
         Some(Command::Stats(args)) => stats::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
+        Some(Command::Serve(args)) => serve::run(&args),
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),

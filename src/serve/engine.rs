@@ -1,0 +1,526 @@
+//! The engine side of `serve`: one thread owns the model and answers generation requests in
+//! arrival order from a bounded queue. The n choices of a request decode together as one batch
+//! from one shared prefill, and the KV cache of the last prompt is kept, so the same prompt (or
+//! one sharing its beginning) arriving again only runs the tokens that differ.
+
+use std::net::TcpStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use candle_core::{DType, Tensor};
+
+use super::wire::{ApiError, Finish, GenParams, Prompt};
+use crate::engine::lm::Prefix;
+use crate::engine::sampler::{rollout_seed, sample_token, splitmix64, Rng};
+use crate::engine::worker::LmGenerator;
+use crate::engine::EngineError;
+use crate::trace::Message;
+
+/// The status logged for a request whose client went away (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+/// How often (in decoding steps) a running request checks that its client is still there.
+const DISCONNECT_CHECK_EVERY: usize = 16;
+
+/// What the engine is asked to do.
+#[derive(Debug)]
+pub enum Work {
+    Complete(GenParams),
+    /// Render `messages` with the model's chat template, then as [`Work::Complete`] (the
+    /// params' prompt is ignored).
+    Chat(Vec<Message>, GenParams),
+}
+
+/// One queued request: the work, where the answer goes, and the client's socket (to skip the
+/// request when the client has gone before its turn).
+pub struct Task {
+    pub work: Work,
+    pub reply: Sender<Result<Generation, ApiError>>,
+    pub client: Option<TcpStream>,
+}
+
+/// One finished choice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub text: String,
+    pub finish: Finish,
+    /// Tokens sampled for this choice (an end-of-text token is not counted).
+    pub tokens: usize,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    pub choices: Vec<Choice>,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV came from the previous request's cache.
+    pub reused_tokens: usize,
+}
+
+impl Generation {
+    pub fn completion_tokens(&self) -> usize {
+        self.choices.iter().map(|c| c.tokens).sum()
+    }
+}
+
+/// The seed of choice `index` of a request seeded with `seed`: choice 0 uses the seed itself,
+/// so an n=1 request with a rollout's stored seed draws exactly what the local engine draws for
+/// that seed from the same tokens; the others are FNV-mixed from (seed, index).
+pub fn choice_seed(seed: u64, index: usize) -> u64 {
+    if index == 0 {
+        seed
+    } else {
+        rollout_seed("anchorscope-serve", seed as usize, index)
+    }
+}
+
+/// A fresh seed for a request that gave none (not reproducible, by the request's choice).
+fn random_seed(counter: &mut u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    *counter = counter.wrapping_add(1);
+    let mut state = nanos ^ counter.rotate_left(32);
+    splitmix64(&mut state)
+}
+
+/// The KV cache of the last prompt run.
+struct PromptCache {
+    tokens: Vec<u32>,
+    prefix: Prefix,
+}
+
+/// The model and its prompt cache.
+pub struct Engine {
+    generator: LmGenerator,
+    eos: Vec<u32>,
+    cache: Option<PromptCache>,
+    seed_counter: u64,
+}
+
+impl Engine {
+    pub fn new(generator: LmGenerator) -> Self {
+        let mut eos = generator.lm.info().eos_token_ids.clone();
+        for id in &generator.tokenizer.eos_token_ids {
+            if !eos.contains(id) {
+                eos.push(*id);
+            }
+        }
+        Engine {
+            generator,
+            eos,
+            cache: None,
+            seed_counter: 0,
+        }
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.generator.lm.info().max_context
+    }
+
+    pub fn model_name(&self) -> &str {
+        &self.generator.lm.info().name
+    }
+
+    /// Serve tasks until every sender is gone. A task whose client has disconnected is skipped;
+    /// a panic while generating becomes a 500 and the cache is dropped (it may be half-built).
+    pub fn run(mut self, tasks: Receiver<Task>) {
+        for task in tasks {
+            if task.client.as_ref().is_some_and(client_gone) {
+                // Answered only for the log: nobody reads it.
+                let _ = task.reply.send(Err(client_closed("before its turn")));
+                continue;
+            }
+            let client = task.client;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                self.work(task.work, &mut || client.as_ref().is_some_and(client_gone))
+            }))
+            .unwrap_or_else(|panic| {
+                self.cache = None;
+                Err(ApiError::server(format!(
+                    "the engine panicked: {}",
+                    panic_message(panic.as_ref())
+                )))
+            });
+            // The client may have gone meanwhile; nothing to do then.
+            let _ = task.reply.send(result);
+        }
+    }
+
+    /// Tokenize, prefill (reusing the cache) and decode one request.
+    pub fn work(
+        &mut self,
+        work: Work,
+        gone: &mut dyn FnMut() -> bool,
+    ) -> Result<Generation, ApiError> {
+        let params = match work {
+            Work::Complete(p) => p,
+            Work::Chat(messages, mut p) => {
+                p.prompt = Prompt::Text(self.generator.template.render_prompt(&messages));
+                p
+            }
+        };
+        let tokens = match &params.prompt {
+            Prompt::Text(text) => self.generator.tokenizer.encode(text).map_err(engine_err)?,
+            Prompt::Tokens(ids) => {
+                let vocab = self.generator.lm.info().vocab_size;
+                if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                    return Err(ApiError::invalid(
+                        "prompt",
+                        format!("token id {bad} is outside the model's vocabulary of {vocab}"),
+                    ));
+                }
+                ids.clone()
+            }
+        };
+        if tokens.is_empty() {
+            return Err(ApiError::invalid("prompt", "the prompt encodes to no tokens"));
+        }
+        let context = self.max_context();
+        if tokens.len() + params.max_tokens > context {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "the prompt has {} tokens and max_tokens is {}: together {} exceed the \
+                     model's context of {context} tokens",
+                    tokens.len(),
+                    params.max_tokens,
+                    tokens.len() + params.max_tokens
+                ),
+            )
+            .with_code("context_length_exceeded"));
+        }
+        let (prefix, logits, reused) = self.prefill(&tokens).map_err(engine_err)?;
+        let base_seed = params
+            .seed
+            .unwrap_or_else(|| random_seed(&mut self.seed_counter));
+        let seeds: Vec<u64> = (0..params.n).map(|i| choice_seed(base_seed, i)).collect();
+        let choices = self
+            .decode(&prefix, &logits, &seeds, &params, gone)
+            .map_err(engine_err)?
+            .ok_or_else(|| client_closed("while generating"))?;
+        Ok(Generation {
+            choices,
+            prompt_tokens: tokens.len(),
+            reused_tokens: reused,
+        })
+    }
+
+    /// The cache of `tokens` and the logits after the last one, running only what the cached
+    /// prompt does not share; also how many tokens came from the cache.
+    fn prefill(&mut self, tokens: &[u32]) -> Result<(Prefix, Tensor, usize), EngineError> {
+        let lm = &self.generator.lm;
+        let cached = self.cache.take();
+        let shared = cached
+            .as_ref()
+            .map_or(0, |c| common_prefix(&c.tokens, tokens));
+        // At least the last token runs again: its logits are the first choice's distribution.
+        let base = shared.min(tokens.len() - 1);
+        let (prefix, logits) = match cached {
+            Some(c) if base > 0 => lm.extend(&c.prefix.truncate(base), &tokens[base..])?,
+            _ if tokens.len() == 1 => lm.extend(&lm.prefill(tokens)?.truncate(0), tokens)?,
+            _ => {
+                let (head, last) = tokens.split_at(tokens.len() - 1);
+                lm.extend(&lm.prefill(head)?, last)?
+            }
+        };
+        self.cache = Some(PromptCache {
+            tokens: tokens.to_vec(),
+            prefix: prefix.clone(),
+        });
+        Ok((prefix, logits, base))
+    }
+
+    /// Decode one row per seed from `prefix` together, as the worker's decode loop does;
+    /// `None` when the client went away meanwhile.
+    fn decode(
+        &self,
+        prefix: &Prefix,
+        logits: &Tensor,
+        seeds: &[u64],
+        params: &GenParams,
+        gone: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Vec<Choice>>, EngineError> {
+        let lm = &self.generator.lm;
+        let tok = &self.generator.tokenizer;
+        let mut done: Vec<Option<Choice>> = vec![None; seeds.len()];
+        // Rows still decoding: (choice index, state).
+        let mut rows: Vec<(usize, RowState)> = seeds
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i, RowState::new(s)))
+            .collect();
+        let first = logits
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        let mut next: Vec<u32> = rows
+            .iter_mut()
+            .map(|(_, r)| sample_token(&first, params.temperature, params.top_p, &mut r.rng))
+            .collect();
+        let mut batch = lm.batch(prefix, rows.len())?;
+        let mut step = 0;
+        loop {
+            let mut keep = vec![true; rows.len()];
+            for (k, (index, row)) in rows.iter_mut().enumerate() {
+                let token = next[k];
+                let finish = if self.eos.contains(&token) {
+                    Some(Finish::Stop)
+                } else {
+                    row.tokens.push(token);
+                    row.stream.push(tok, &row.tokens)?;
+                    if row.stream.cut_at_stop(&params.stop) {
+                        Some(Finish::Stop)
+                    } else if row.tokens.len() >= params.max_tokens {
+                        Some(Finish::Length)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(mut finish) = finish {
+                    keep[k] = false;
+                    if finish == Finish::Length || self.eos.contains(&token) {
+                        row.stream.flush(tok, &row.tokens)?;
+                        // The held-back tail of the last character may complete a stop string.
+                        if row.stream.cut_at_stop(&params.stop) {
+                            finish = Finish::Stop;
+                        }
+                    }
+                    done[*index] = Some(Choice {
+                        text: std::mem::take(&mut row.stream.text),
+                        finish,
+                        tokens: row.tokens.len(),
+                    });
+                }
+            }
+            if keep.iter().any(|k| !k) {
+                let mut flags = keep.iter();
+                rows.retain(|_| *flags.next().unwrap_or(&false));
+                let mut flags = keep.iter();
+                next.retain(|_| *flags.next().unwrap_or(&false));
+                if rows.is_empty() {
+                    break;
+                }
+                batch.retain(&keep)?;
+            }
+            step += 1;
+            if step % DISCONNECT_CHECK_EVERY == 0 && gone() {
+                return Ok(None);
+            }
+            let logits = lm.step(&mut batch, &next)?;
+            let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for (k, (_, row)) in rows.iter_mut().enumerate() {
+                let l = logits.get(k).ok_or_else(|| {
+                    EngineError::Other(format!(
+                        "the model returned {} rows of logits for {} rows",
+                        logits.len(),
+                        k + 1
+                    ))
+                })?;
+                next[k] = sample_token(l, params.temperature, params.top_p, &mut row.rng);
+            }
+        }
+        done.into_iter()
+            .enumerate()
+            .map(|(i, c)| c.ok_or_else(|| EngineError::Other(format!("choice {i} never finished"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+struct RowState {
+    rng: Rng,
+    tokens: Vec<u32>,
+    stream: TextStream,
+}
+
+impl RowState {
+    fn new(seed: u64) -> Self {
+        RowState {
+            rng: Rng::new(seed),
+            tokens: Vec::new(),
+            stream: TextStream::default(),
+        }
+    }
+}
+
+/// Incremental decoding: decode a small window of recent tokens and append the new characters
+/// once they form complete UTF-8 (byte-level tokens can split a character). The same idea as
+/// the worker's private stream in engine/worker/generate.rs.
+#[derive(Default)]
+struct TextStream {
+    text: String,
+    prev: usize,
+    current: usize,
+    /// Bytes of `text` already searched for stop strings (minus an overlap).
+    searched: usize,
+}
+
+impl TextStream {
+    fn push(
+        &mut self,
+        tok: &crate::engine::tokenizer::TextTokenizer,
+        tokens: &[u32],
+    ) -> Result<(), EngineError> {
+        let before = tok.decode(&tokens[self.prev..self.current])?;
+        let now = tok.decode(&tokens[self.prev..])?;
+        if now.len() > before.len()
+            && !now.ends_with('\u{FFFD}')
+            && now.is_char_boundary(before.len())
+        {
+            self.text.push_str(&now[before.len()..]);
+            self.prev = self.current;
+            self.current = tokens.len();
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        tok: &crate::engine::tokenizer::TextTokenizer,
+        tokens: &[u32],
+    ) -> Result<(), EngineError> {
+        if self.current < tokens.len() {
+            let before = tok.decode(&tokens[self.prev..self.current])?;
+            let now = tok.decode(&tokens[self.prev..])?;
+            if now.len() > before.len() && now.is_char_boundary(before.len()) {
+                self.text.push_str(&now[before.len()..]);
+            }
+            self.current = tokens.len();
+        }
+        Ok(())
+    }
+
+    /// Cut the text before the earliest stop string it now holds; whether one was found.
+    fn cut_at_stop(&mut self, stops: &[String]) -> bool {
+        let cut = earliest_stop(&self.text, self.searched, stops);
+        match cut {
+            Some(at) => {
+                self.text.truncate(at);
+                true
+            }
+            None => {
+                let longest = stops.iter().map(String::len).max().unwrap_or(0);
+                // A stop string may straddle the old end: search again from that far back.
+                self.searched = floor_char(&self.text, self.text.len().saturating_sub(longest));
+                false
+            }
+        }
+    }
+}
+
+/// The byte where the earliest stop string starts in `text[from..]` (absolute), if any.
+pub fn earliest_stop(text: &str, from: usize, stops: &[String]) -> Option<usize> {
+    let from = floor_char(text, from.min(text.len()));
+    stops
+        .iter()
+        .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
+        .min()
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The number of leading tokens two sequences share.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Whether the peer has closed the connection (a read would return end of file). Data waiting
+/// (a pipelined request) or nothing yet both mean it is still there.
+pub fn client_gone(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let gone = match stream.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    gone
+}
+
+/// The client closed its connection: 499 (nginx's "client closed request"), for the log only.
+fn client_closed(when: &str) -> ApiError {
+    ApiError::new(
+        CLIENT_CLOSED,
+        "client_closed_request",
+        format!("the client disconnected {when}"),
+    )
+}
+
+fn engine_err(e: EngineError) -> ApiError {
+    match e {
+        EngineError::ContextOverflow { .. } => {
+            ApiError::invalid("max_tokens", e.to_string()).with_code("context_length_exceeded")
+        }
+        e => ApiError::server(format!("engine error: {e}")),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Start the engine thread; tasks are sent through the returned queue.
+pub fn spawn(engine: Engine, tasks: Receiver<Task>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("anchorscope-serve-engine".into())
+        .spawn(move || engine.run(tasks))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_found_from_the_searched_mark() {
+        let stops = vec!["END".to_string(), "\n\n".to_string()];
+        assert_eq!(earliest_stop("abc END x\n\n", 0, &stops), Some(4));
+        assert_eq!(earliest_stop("a\n\nEND", 0, &stops), Some(1));
+        assert_eq!(earliest_stop("abcdef", 0, &stops), None);
+        // From inside a multi-byte character: moved back to its start.
+        assert_eq!(earliest_stop("éEND", 1, &stops), Some(2));
+    }
+
+    #[test]
+    fn stream_cut_keeps_text_before_a_stop_spanning_two_pushes() {
+        let mut s = TextStream {
+            text: "hello EN".into(),
+            ..Default::default()
+        };
+        let stops = vec!["END".to_string()];
+        assert!(!s.cut_at_stop(&stops));
+        s.text.push_str("D and more");
+        assert!(s.cut_at_stop(&stops));
+        assert_eq!(s.text, "hello ");
+    }
+
+    #[test]
+    fn seeds_per_choice() {
+        assert_eq!(choice_seed(42, 0), 42);
+        assert_eq!(choice_seed(42, 1), choice_seed(42, 1));
+        assert_ne!(choice_seed(42, 1), choice_seed(42, 2));
+        assert_ne!(choice_seed(42, 1), choice_seed(43, 1));
+        let mut c = 0;
+        assert_ne!(random_seed(&mut c), random_seed(&mut c));
+    }
+
+    #[test]
+    fn common_prefix_counts_shared_tokens() {
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
+        assert_eq!(common_prefix(&[1, 2], &[1, 2, 3]), 2);
+        assert_eq!(common_prefix(&[], &[1]), 0);
+    }
+}

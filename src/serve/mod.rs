@@ -1,0 +1,433 @@
+//! `anchorscope serve`: an OpenAI-compatible completions server backed by our own candle
+//! engine, so several explorers (or the `--engine openai` client's tests) can share one model.
+//!
+//! Threads: one accepts connections, one per connection reads requests (keep-alive) and
+//! writes answers, and one engine thread ([`engine`]) runs the model. Generation requests wait
+//! in a bounded queue in arrival order; a full queue answers 429 with Retry-After.
+//!
+//! Endpoints: `GET /health`, `GET /v1/models`, `POST /v1/completions`,
+//! `POST /v1/chat/completions` (see [`wire`] for the fields).
+
+pub mod engine;
+pub mod faults;
+pub mod http;
+pub mod wire;
+
+use std::io::{BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use engine::{Engine, Generation, Task, Work};
+use faults::{FaultConfig, Faults};
+use http::{read_request, write_response, Request, Response};
+use wire::{
+    parse_body, ApiError, AssistantMessage, ChatChoice, ChatRequest, ChatResponse,
+    CompletionChoice, CompletionRequest, CompletionResponse, Usage,
+};
+
+/// The environment variable that, when set, makes every endpoint but `/health` require
+/// `Authorization: Bearer <its value>`.
+pub const API_KEY_ENV: &str = "ANCHORSCOPE_SERVE_API_KEY";
+/// Largest request body accepted (413 beyond).
+pub const DEFAULT_MAX_BODY: usize = 4 << 20;
+/// An idle keep-alive connection is closed after this long without a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// After refusing a request we could not read, discard at most this much of what the client
+/// still sends, for at most this long, before closing.
+const DRAIN_LIMIT: u64 = 64 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Open connections beyond this are answered 503 at once (each holds a thread).
+const MAX_CONNECTIONS: usize = 512;
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub host: String,
+    /// 0 picks a free port ([`Server::local_addr`] tells which).
+    pub port: u16,
+    /// The `model` name clients see and may send (any other is a 404).
+    pub model_name: String,
+    /// Generation requests waiting beyond the running one; more get 429.
+    pub max_queue: usize,
+    pub api_key: Option<String>,
+    pub max_body: usize,
+    pub faults: FaultConfig,
+}
+
+/// What the connection threads share.
+struct Shared {
+    name: String,
+    max_context: usize,
+    created: u64,
+    queue: SyncSender<Task>,
+    api_key: Option<String>,
+    max_body: usize,
+    faults: Faults,
+    next_id: AtomicU64,
+    connections: AtomicUsize,
+}
+
+/// A bound server with its engine thread running.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Bind the address and start the engine thread.
+    pub fn bind(config: ServeConfig, engine: Engine) -> std::io::Result<Server> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let (queue, tasks) = mpsc::sync_channel(config.max_queue);
+        let max_context = engine.max_context();
+        engine::spawn(engine, tasks)?;
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                name: config.model_name,
+                max_context,
+                created,
+                queue,
+                api_key: config.api_key,
+                max_body: config.max_body,
+                faults: Faults::new(config.faults),
+                next_id: AtomicU64::new(0),
+                connections: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accept connections until the process ends (one thread each).
+    pub fn run(self) -> std::io::Result<()> {
+        for stream in self.listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let shared = Arc::clone(&self.shared);
+            let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+            if open > MAX_CONNECTIONS {
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+                let mut stream = stream;
+                let e = ApiError::new(503, "server_error", "too many open connections");
+                let _ = write_response(
+                    &mut stream,
+                    &Response::json(503, e.body()).with_header("Retry-After", "1".into()),
+                    false,
+                );
+                continue;
+            }
+            let spawned = std::thread::Builder::new()
+                .name("anchorscope-serve-conn".into())
+                .spawn({
+                    let shared = Arc::clone(&shared);
+                    move || {
+                        serve_connection(stream, &shared);
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            if spawned.is_err() {
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one request did, for the log line.
+#[derive(Default)]
+struct Outcome {
+    generation: Option<(usize, usize, usize)>,
+}
+
+/// Read and answer requests on one connection until it closes.
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    loop {
+        let request = read_request(&mut reader, shared.max_body, &mut writer);
+        let started = Instant::now();
+        let (request, response, outcome) = match request {
+            Ok(None) => return,
+            Ok(Some(req)) => {
+                let (response, outcome) = route(&req, shared, &writer);
+                (Some(req), response, outcome)
+            }
+            Err(e) => {
+                let err = ApiError::new(e.status, "invalid_request_error", e.message);
+                (None, Response::json(err.status, err.body()), Outcome::default())
+            }
+        };
+        shared.faults.delay();
+        let keep_alive = request.as_ref().is_some_and(|r| r.keep_alive);
+        let written = write_response(&mut writer, &response, keep_alive);
+        log(request.as_ref(), &response, &outcome, started, written.is_ok());
+        if request.is_none() {
+            // A request we could not read (e.g. 413): the client may still be sending its
+            // body, and closing with unread data would reset the connection before it reads
+            // the answer. So stop writing and drain (bounded in bytes and time) first.
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            let _ = writer.set_read_timeout(Some(DRAIN_TIMEOUT));
+            let _ = std::io::copy(
+                &mut reader.by_ref().take(DRAIN_LIMIT),
+                &mut std::io::sink(),
+            );
+            return;
+        }
+        if !keep_alive || written.is_err() {
+            return;
+        }
+    }
+}
+
+/// One line per request on stderr: method, path, status, tokens, milliseconds. Never headers
+/// (they may hold the API key) and never bodies.
+fn log(
+    request: Option<&Request>,
+    response: &Response,
+    outcome: &Outcome,
+    started: Instant,
+    written: bool,
+) {
+    let (method, path) = request.map_or(("-", "-"), |r| (r.method.as_str(), r.path.as_str()));
+    let tokens = outcome
+        .generation
+        .map_or(String::new(), |(prompt, completion, reused)| {
+            format!(" prompt_tokens={prompt} completion_tokens={completion} reused={reused}")
+        });
+    let lost = if written { "" } else { " (client gone)" };
+    eprintln!(
+        "{method} {path} {}{tokens} ms={}{lost}",
+        response.status,
+        started.elapsed().as_millis()
+    );
+}
+
+fn error(e: ApiError) -> (Response, Outcome) {
+    let mut response = Response::json(e.status, e.body());
+    if e.status == 429 || e.status == 503 {
+        response = response.with_header("Retry-After", "1".into());
+    }
+    (response, Outcome::default())
+}
+
+fn route(req: &Request, shared: &Shared, client: &TcpStream) -> (Response, Outcome) {
+    let endpoint = match req.path.as_str() {
+        "/health" => Endpoint::Health,
+        "/v1/models" => Endpoint::Models,
+        "/v1/completions" => Endpoint::Completions,
+        "/v1/chat/completions" => Endpoint::Chat,
+        other => {
+            return error(
+                ApiError::new(404, "not_found_error", format!("no such endpoint: {other}"))
+                    .with_code("not_found"),
+            )
+        }
+    };
+    if endpoint != Endpoint::Health && !authorized(req, shared) {
+        return error(
+            ApiError::new(
+                401,
+                "authentication_error",
+                "missing or wrong API key: send `Authorization: Bearer <key>`",
+            )
+            .with_code("invalid_api_key"),
+        );
+    }
+    let allowed = endpoint.method();
+    if req.method != allowed {
+        let (mut response, outcome) = error(ApiError::new(
+            405,
+            "invalid_request_error",
+            format!("{} {} is not allowed: use {allowed}", req.method, req.path),
+        ));
+        response = response.with_header("Allow", allowed.into());
+        return (response, outcome);
+    }
+    match endpoint {
+        Endpoint::Health => (
+            Response::json(200, r#"{"status":"ok"}"#.into()),
+            Outcome::default(),
+        ),
+        Endpoint::Models => (
+            Response::json(
+                200,
+                wire::models_body(&shared.name, shared.created, shared.max_context),
+            ),
+            Outcome::default(),
+        ),
+        Endpoint::Completions | Endpoint::Chat => generate(req, endpoint, shared, client),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Models,
+    Completions,
+    Chat,
+}
+
+impl Endpoint {
+    fn method(self) -> &'static str {
+        match self {
+            Endpoint::Health | Endpoint::Models => "GET",
+            Endpoint::Completions | Endpoint::Chat => "POST",
+        }
+    }
+}
+
+fn authorized(req: &Request, shared: &Shared) -> bool {
+    let Some(key) = &shared.api_key else {
+        return true;
+    };
+    let Some(given) = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Compare every byte so the time taken does not tell how much of the key was right.
+    given.len() == key.len()
+        && given
+            .bytes()
+            .zip(key.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn generate(
+    req: &Request,
+    endpoint: Endpoint,
+    shared: &Shared,
+    client: &TcpStream,
+) -> (Response, Outcome) {
+    if let Some(code) = shared.faults.status_for_request() {
+        return error(ApiError::new(
+            code,
+            if code == 429 {
+                "rate_limit_error"
+            } else {
+                "server_error"
+            },
+            format!("injected fault (--fault-status-every): answering {code}"),
+        ));
+    }
+    let work = match endpoint {
+        Endpoint::Chat => parse_body::<ChatRequest>(&req.body)
+            .and_then(|r| r.validate(&shared.name))
+            .map(|(messages, params)| Work::Chat(messages, params)),
+        _ => parse_body::<CompletionRequest>(&req.body)
+            .and_then(|r| r.validate(&shared.name))
+            .map(Work::Complete),
+    };
+    let work = match work {
+        Ok(w) => w,
+        Err(e) => return error(e),
+    };
+    let (reply, answer) = mpsc::channel();
+    let task = Task {
+        work,
+        reply,
+        client: client.try_clone().ok(),
+    };
+    match shared.queue.try_send(task) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return error(
+                ApiError::new(
+                    429,
+                    "rate_limit_error",
+                    "the request queue is full (--max-queue): retry later",
+                )
+                .with_code("queue_full"),
+            )
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            return error(ApiError::server("the engine thread has stopped"))
+        }
+    }
+    let generation = match answer.recv() {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return error(e),
+        Err(_) => return error(ApiError::server("the engine dropped the request")),
+    };
+    let n = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let body = response_body(endpoint, &generation, shared, n);
+    let body = shared.faults.body_for_completion(body);
+    let outcome = Outcome {
+        generation: Some((
+            generation.prompt_tokens,
+            generation.completion_tokens(),
+            generation.reused_tokens,
+        )),
+    };
+    (Response::json(200, body), outcome)
+}
+
+fn response_body(endpoint: Endpoint, g: &Generation, shared: &Shared, n: u64) -> String {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let usage = Usage {
+        prompt_tokens: g.prompt_tokens,
+        completion_tokens: g.completion_tokens(),
+        total_tokens: g.prompt_tokens + g.completion_tokens(),
+    };
+    let id = format!("{:x}{n:06x}", shared.created);
+    let body = if endpoint == Endpoint::Chat {
+        serde_json::to_string(&ChatResponse {
+            id: format!("chatcmpl-{id}"),
+            object: "chat.completion",
+            created,
+            model: shared.name.clone(),
+            choices: g
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(index, c)| ChatChoice {
+                    index,
+                    message: AssistantMessage {
+                        role: "assistant",
+                        content: c.text.clone(),
+                    },
+                    finish_reason: c.finish,
+                    logprobs: None,
+                })
+                .collect(),
+            usage,
+        })
+    } else {
+        serde_json::to_string(&CompletionResponse {
+            id: format!("cmpl-{id}"),
+            object: "text_completion",
+            created,
+            model: shared.name.clone(),
+            choices: g
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(index, c)| CompletionChoice {
+                    index,
+                    text: c.text.clone(),
+                    finish_reason: c.finish,
+                    logprobs: None,
+                })
+                .collect(),
+            usage,
+        })
+    };
+    // Serializing plain structs of strings and numbers cannot fail; say so if it ever does.
+    body.unwrap_or_else(|e| ApiError::server(format!("serializing the response: {e}")).body())
+}
