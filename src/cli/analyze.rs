@@ -130,7 +130,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
             seeds: if remote {
                 "rollout_seed = FNV-1a-64(trace id, 0xff, position u64 LE, index u64 LE); \
                  sampled by the server: each request's `seed` is its first rollout's seed \
-                 masked to 63 bits, its n choices get the group's seeds in index order"
+                 (the same 64 bits as a signed integer), its n choices get the group's seeds in index order"
                     .to_string()
             } else {
                 "rollout_seed = FNV-1a-64(trace id, 0xff, position u64 LE, index u64 LE); \

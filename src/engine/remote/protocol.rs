@@ -25,10 +25,11 @@ pub struct Completion {
     pub completion_tokens: Option<u64>,
 }
 
-/// Seeds on the wire are kept in 0..2^63: vLLM reads `seed` as a signed 64-bit integer and
-/// rejects larger values. The rollout records the seed run_job gave, unmasked.
-pub fn wire_seed(seed: u64) -> u64 {
-    seed & (i64::MAX as u64)
+/// The seed as the wire's signed 64-bit integer (vLLM and OpenAI read `seed` as an int64 and
+/// reject larger values): the same 64 bits, so `anchorscope serve` seeds its sampler exactly as
+/// the local engine would. The rollout records the unsigned seed run_job gave.
+pub fn wire_seed(seed: u64) -> i64 {
+    seed as i64
 }
 
 /// The body of `POST /v1/completions`: continue `prompt` n times.
@@ -244,7 +245,7 @@ mod tests {
         assert_eq!(v["max_tokens"], 64);
         assert_eq!(v["temperature"], 0.6);
         assert_eq!(v["top_p"], 0.95);
-        assert_eq!(v["seed"], i64::MAX as u64);
+        assert_eq!(v["seed"], -1);
         assert_eq!(v["stop"], json!(["</OUTPUT>"]));
         assert_eq!(v["stream"], false);
         let none: Value = serde_json::from_str(&completion_body("m", "p", 1, 7, &s, &[])).unwrap();
