@@ -11,7 +11,12 @@ fn analyze_through_a_server_stores_n_rollouts_per_position_with_labels() {
     let server = Server::start(&[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let trace = write_trace(dir.path());
-    let o = analyze(dir.path(), &trace, server.port, &["--positions", "0..=2", "-n", "3"]);
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "0..=2", "-n", "3"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let rollouts = stored(&trace);
     assert_eq!(
@@ -30,4 +35,149 @@ fn analyze_through_a_server_stores_n_rollouts_per_position_with_labels() {
     assert_eq!(m["engine"], "openai");
     assert_eq!(m["server"], format!("http://127.0.0.1:{}", server.port));
     assert!(m["model"].as_str().unwrap().contains(SERVED), "{manifest}");
+}
+
+#[test]
+fn a_rerun_adds_nothing_and_a_larger_n_tops_up() {
+    let server = Server::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "1", "-n", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stored(&trace);
+    assert_eq!(first.len(), 2);
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "1", "-n", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 new rollouts"), "{}", stderr(&o));
+    assert_eq!(stored(&trace), first, "a rerun changes nothing");
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "1", "-n", "5"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = stored(&trace);
+    assert_eq!(all.len(), 5);
+    assert_eq!(
+        &all[..2],
+        &first[..],
+        "stored rollouts are kept as they were"
+    );
+    assert_unique_seeds(&all);
+}
+
+#[test]
+fn a_400_is_a_clear_error_quoting_the_server() {
+    let server = Server::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    // 600 new tokens do not fit the tiny model's 512-token context: the server answers 400.
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "0", "-n", "2", "--max-new-tokens", "600"],
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("HTTP 400")
+            && err.contains("context")
+            && err.contains(&format!("http://127.0.0.1:{}/v1/completions", server.port)),
+        "{err}"
+    );
+    assert!(stored(&trace).is_empty());
+}
+
+#[test]
+fn an_unserved_model_is_named_with_the_served_ones() {
+    let server = Server::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    let args = analyze_args(&trace, server.port, &["-n", "1"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let at = args.iter().position(|a| *a == SERVED).unwrap();
+    args[at] = "deepseek-ai/DeepSeek-V3.1";
+    let o = command(dir.path(), &args).output().unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("does not serve model \"deepseek-ai/DeepSeek-V3.1\"")
+            && err.contains("it serves: tiny"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_api_key_is_sent_but_never_written_or_printed() {
+    const KEY: &str = "sk-remote-test-4f9a2c";
+    let server = Server::start(&[], &[("ANCHORSCOPE_SERVE_API_KEY", KEY)]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    write_config(dir.path(), "[engine]\napi_key_env = \"REMOTE_TEST_KEY\"\n");
+    // Without the variable: an error naming the variable, no request sent.
+    let o = analyze(
+        dir.path(),
+        &trace,
+        server.port,
+        &["--positions", "0", "-n", "1"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("REMOTE_TEST_KEY"), "{}", stderr(&o));
+    // A wrong key: the server's 401, and neither key in the output.
+    let args = analyze_args(&trace, server.port, &["--positions", "0", "-n", "1"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = command(dir.path(), &args)
+        .env("REMOTE_TEST_KEY", "sk-wrong-key-77")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("sk-wrong-key-77"), "{err}");
+    // The right key works; it appears in no file and no output.
+    let o = command(dir.path(), &args)
+        .env("REMOTE_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stored(&trace).len(), 1);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!printed.contains(KEY));
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(KEY),
+            "{} holds the key",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -46,14 +46,25 @@ fn serve_completion_n3_with_usage_and_reproducible_seeds() {
     // "hello world" is [hello][ w][o][r][l][d] in the tiny vocabulary.
     assert_eq!(prompt, 6);
     assert_eq!(total, prompt + completion_tokens);
-    assert!(completion_tokens >= 8 * lengths && completion_tokens <= 24, "{usage}");
+    assert!(
+        completion_tokens >= 8 * lengths && completion_tokens <= 24,
+        "{usage}"
+    );
 
     let again = completion(&server, body.clone());
-    assert_eq!(again.texts(), first.texts(), "the same seed gives the same texts");
+    assert_eq!(
+        again.texts(),
+        first.texts(),
+        "the same seed gives the same texts"
+    );
     let mut other = body;
     other["seed"] = json!(8);
     let other = completion(&server, other);
-    assert_ne!(other.texts(), first.texts(), "another seed gives other texts");
+    assert_ne!(
+        other.texts(),
+        first.texts(),
+        "another seed gives other texts"
+    );
     // The repeat reused the cached prompt (all but the last token).
     assert!(
         server.wait_for_log("reused=5").is_some(),
@@ -156,7 +167,10 @@ fn serve_models_and_model_names() {
         json!({"model": "gpt-4", "prompt": "hello", "max_tokens": 1}),
     );
     let message = expect_error(&wrong, 404);
-    assert!(message.contains("gpt-4") && message.contains("tiny-test"), "{message}");
+    assert!(
+        message.contains("gpt-4") && message.contains("tiny-test"),
+        "{message}"
+    );
     assert_eq!(wrong.json()["error"]["code"], "model_not_found");
 }
 
@@ -208,12 +222,12 @@ fn serve_bad_requests_get_openai_errors() {
     assert!(expect_error(&mt, 400).contains("max_tokens"));
 
     // 500 prompt tokens + 100 new exceed the tiny model's context of 512.
-    let long = completion(
-        &server,
-        json!({"prompt": vec![40; 500], "max_tokens": 100}),
-    );
+    let long = completion(&server, json!({"prompt": vec![40; 500], "max_tokens": 100}));
     let m = expect_error(&long, 400);
-    assert!(m.contains("500") && m.contains("100") && m.contains("512"), "{m}");
+    assert!(
+        m.contains("500") && m.contains("100") && m.contains("512"),
+        "{m}"
+    );
     assert_eq!(long.json()["error"]["code"], "context_length_exceeded");
     let vocab = completion(&server, json!({"prompt": [100000], "max_tokens": 1}));
     assert!(expect_error(&vocab, 400).contains("vocabulary"));
@@ -261,7 +275,9 @@ fn serve_api_key_is_required_when_set_and_never_logged() {
         "POST",
         "/v1/completions",
         &[("Authorization", &bearer)],
-        json!({"prompt": "hello", "max_tokens": 2}).to_string().as_bytes(),
+        json!({"prompt": "hello", "max_tokens": 2})
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(gen.status, 200, "{}", gen.body);
     expect_error(&server.post("/v1/completions", r#"{"prompt": "a"}"#), 401);
@@ -280,7 +296,13 @@ fn serve_two_clients_at_once_both_get_answers() {
         .map(|i| {
             std::thread::spawn(move || {
                 let body = json!({"prompt": "hello", "max_tokens": 16, "n": 4, "seed": i});
-                request(port, "POST", "/v1/completions", &[], body.to_string().as_bytes())
+                request(
+                    port,
+                    "POST",
+                    "/v1/completions",
+                    &[],
+                    body.to_string().as_bytes(),
+                )
             })
         })
         .collect();

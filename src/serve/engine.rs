@@ -174,7 +174,10 @@ impl Engine {
             }
         };
         if tokens.is_empty() {
-            return Err(ApiError::invalid("prompt", "the prompt encodes to no tokens"));
+            return Err(ApiError::invalid(
+                "prompt",
+                "the prompt encodes to no tokens",
+            ));
         }
         let context = self.max_context();
         if tokens.len() + params.max_tokens > context {
@@ -473,12 +476,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Start the engine thread; tasks are sent through the returned queue.
-pub fn spawn(engine: Engine, tasks: Receiver<Task>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    engine: Engine,
+    tasks: Receiver<Task>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("anchorscope-serve-engine".into())
         .spawn(move || engine.run(tasks))
 }
-
 
 #[cfg(test)]
 mod tests {

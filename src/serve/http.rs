@@ -76,7 +76,10 @@ pub fn read_request<R: Read>(
         return Err(bad(400, format!("malformed request line `{}`", cut(&line))));
     };
     if !version.starts_with("HTTP/1.") {
-        return Err(bad(505, format!("unsupported HTTP version `{}`", cut(version))));
+        return Err(bad(
+            505,
+            format!("unsupported HTTP version `{}`", cut(version)),
+        ));
     }
     let mut headers = Vec::new();
     loop {
@@ -192,7 +195,10 @@ fn read_line<R: Read>(reader: &mut BufReader<R>) -> Result<Option<String>, HttpE
     }
     if !buf.ends_with(b"\n") {
         return Err(if buf.len() > MAX_LINE {
-            bad(431, format!("a request line is longer than {MAX_LINE} bytes"))
+            bad(
+                431,
+                format!("a request line is longer than {MAX_LINE} bytes"),
+            )
         } else {
             bad(400, "connection closed inside a line")
         });
@@ -298,7 +304,10 @@ mod tests {
             100,
         );
         let r = r.unwrap().unwrap();
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/completions"));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/v1/completions")
+        );
         assert_eq!(r.body, b"abcd");
         assert!(r.keep_alive);
         assert_eq!(r.header("host"), Some("a"));

@@ -166,23 +166,30 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             }
             Err(e) => {
                 let err = ApiError::new(e.status, "invalid_request_error", e.message);
-                (None, Response::json(err.status, err.body()), Outcome::default())
+                (
+                    None,
+                    Response::json(err.status, err.body()),
+                    Outcome::default(),
+                )
             }
         };
         shared.faults.delay();
         let keep_alive = request.as_ref().is_some_and(|r| r.keep_alive);
         let written = write_response(&mut writer, &response, keep_alive);
-        log(request.as_ref(), &response, &outcome, started, written.is_ok());
+        log(
+            request.as_ref(),
+            &response,
+            &outcome,
+            started,
+            written.is_ok(),
+        );
         if request.is_none() {
             // A request we could not read (e.g. 413): the client may still be sending its
             // body, and closing with unread data would reset the connection before it reads
             // the answer. So stop writing and drain (bounded in bytes and time) first.
             let _ = writer.shutdown(std::net::Shutdown::Write);
             let _ = writer.set_read_timeout(Some(DRAIN_TIMEOUT));
-            let _ = std::io::copy(
-                &mut reader.by_ref().take(DRAIN_LIMIT),
-                &mut std::io::sink(),
-            );
+            let _ = std::io::copy(&mut reader.by_ref().take(DRAIN_LIMIT), &mut std::io::sink());
             return;
         }
         if !keep_alive || written.is_err() {

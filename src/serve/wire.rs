@@ -188,7 +188,12 @@ impl CompletionRequest {
     /// The validated parameters; `model_name` is the served name (any other `model` is a 404).
     pub fn validate(self, model_name: &str) -> Result<GenParams, ApiError> {
         let prompt = match self.prompt {
-            None => return Err(ApiError::invalid("prompt", "missing required field `prompt`")),
+            None => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "missing required field `prompt`",
+                ))
+            }
             Some(PromptField::Text(s)) => Prompt::Text(s),
             Some(PromptField::Tokens(t)) => Prompt::Tokens(t),
             Some(PromptField::Texts(mut v)) if v.len() == 1 => Prompt::Text(v.remove(0)),
@@ -220,7 +225,8 @@ impl CompletionRequest {
         if empty {
             return Err(ApiError::invalid("prompt", "`prompt` is empty"));
         }
-        self.sampling.validate(prompt, model_name, DEFAULT_MAX_TOKENS)
+        self.sampling
+            .validate(prompt, model_name, DEFAULT_MAX_TOKENS)
     }
 }
 
@@ -536,10 +542,9 @@ mod tests {
         assert_eq!(p.max_tokens, 7);
         let req: ChatRequest = parse_body(br#"{"messages": []}"#).unwrap();
         assert_eq!(req.validate("m").unwrap_err().param, Some("messages"));
-        let req: ChatRequest = parse_body(
-            br#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#,
-        )
-        .unwrap();
+        let req: ChatRequest =
+            parse_body(br#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#)
+                .unwrap();
         assert!(req.validate("m").unwrap_err().message.contains("image_url"));
     }
 

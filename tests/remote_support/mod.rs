@@ -24,7 +24,11 @@ pub fn write_trace(dir: &Path) -> PathBuf {
     let response = "<SCRATCHPAD_REASONING>The user asks for a greeting. It is harmless.\n\n\
                     So I will say hello.</SCRATCHPAD_REASONING>\n\n\
                     <OUTPUT><request_fully_accepted/> hello</OUTPUT>";
-    let mut trace = Trace::new("tiny-remote", vec![Message::new("user", "Say hi.")], response);
+    let mut trace = Trace::new(
+        "tiny-remote",
+        vec![Message::new("user", "Say hi.")],
+        response,
+    );
     trace.sentences = split_response(&trace.response, &SplitOptions::default());
     assert!(trace.sentences.len() >= 3, "{:?}", trace.sentences);
     let path = dir.join("trace.json");
@@ -46,7 +50,10 @@ pub fn stored(trace: &Path) -> Vec<Rollout> {
     let (rollouts, warnings) = read_rollouts(&path).unwrap();
     assert!(warnings.is_empty(), "torn store lines: {warnings:?}");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'), "a half-written last line");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a half-written last line"
+    );
     rollouts
 }
 
@@ -69,7 +76,8 @@ pub fn write_config(home: &Path, text: &str) {
     std::fs::write(dir.join("config.toml"), text).unwrap();
 }
 
-/// `analyze TRACE --engine openai --url … --model tiny --no-embedder --max-new-tokens 12 ARGS…`.
+/// `analyze TRACE --engine openai --url … --model tiny --no-embedder ARGS…` (with
+/// `--max-new-tokens 12` unless ARGS set it).
 pub fn analyze_args(trace: &Path, port: u16, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "analyze",
@@ -81,12 +89,13 @@ pub fn analyze_args(trace: &Path, port: u16, extra: &[&str]) -> Vec<String> {
         "--model",
         SERVED,
         "--no-embedder",
-        "--max-new-tokens",
-        "12",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !extra.contains(&"--max-new-tokens") {
+        args.extend(["--max-new-tokens".to_string(), "12".to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
