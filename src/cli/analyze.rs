@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use anchorscope::config::Config;
 use anchorscope::engine::remote::client::{normalize_base, origin_of};
+use anchorscope::engine::remote::judge::model_judge;
 use anchorscope::engine::remote::EngineKind;
 use anchorscope::engine::{worker, EngineCommand, EngineEvent, Job};
 use anchorscope::store::atomic_write;
@@ -51,11 +52,16 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     for r in &loaded.rollouts {
         *existing.entry(r.position).or_insert(0usize) += 1;
     }
-    let behaviors = anchorscope::behavior::BehaviorSet::with_user(&config.behaviors)
-        .context("in the config's [[behavior]] tables")?;
 
     let (tx, rx) = mpsc::channel();
     let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
+    let mut behaviors = anchorscope::behavior::BehaviorSet::with_user(&config.behaviors)
+        .context("in the config's [[behavior]] tables")?;
+    if config.judge.enabled {
+        // The manifest records the judge the worker labels with (same settings, same version).
+        let judge = model_judge(&config.judge, &engine).map_err(anyhow::Error::msg)?;
+        behaviors = behaviors.with_af_model_judge(judge);
+    }
     let remote = engine.kind == EngineKind::Openai;
     let server = if remote {
         let url = engine.url.as_deref().unwrap_or_default();

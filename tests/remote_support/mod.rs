@@ -19,8 +19,16 @@ pub use serve_support::Server;
 /// The name `anchorscope serve` gives the tiny model (its file stem).
 pub const SERVED: &str = "tiny";
 
-/// A scratchpad trace short enough for the tiny model's 512-token context (byte tokenizer).
+/// A scratchpad trace short enough for the tiny model's 512-token context (byte tokenizer),
+/// written to `dir/trace.json`.
 pub fn write_trace(dir: &Path) -> PathBuf {
+    let path = dir.join("trace.json");
+    save_trace(&path, &tiny_trace()).unwrap();
+    path
+}
+
+/// The trace [`write_trace`] writes.
+pub fn tiny_trace() -> Trace {
     let response = "<SCRATCHPAD_REASONING>The user asks for a greeting. It is harmless.\n\n\
                     So I will say hello.</SCRATCHPAD_REASONING>\n\n\
                     <OUTPUT><request_fully_accepted/> hello</OUTPUT>";
@@ -31,9 +39,7 @@ pub fn write_trace(dir: &Path) -> PathBuf {
     );
     trace.sentences = split_response(&trace.response, &SplitOptions::default());
     assert!(trace.sentences.len() >= 3, "{:?}", trace.sentences);
-    let path = dir.join("trace.json");
-    save_trace(&path, &trace).unwrap();
-    path
+    trace
 }
 
 /// The rollout store beside a trace file.
@@ -139,5 +145,76 @@ pub fn assert_unique_seeds(rollouts: &[Rollout]) {
             r.seed,
             r.position
         );
+    }
+}
+
+/// A server over a tiny model with a longer context (the judge prompt is ~2,500 byte tokens):
+/// `anchorscope serve --model DIR/tiny.gguf --port 0`, killed when dropped.
+pub struct LongServer {
+    child: Child,
+    pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LongServer {
+    pub fn start() -> LongServer {
+        use anchorscope::engine::lm::testing::{write_tiny_gguf, TinySpec};
+        use anchorscope::engine::lm::Arch;
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.gguf");
+        let mut spec = TinySpec::new(Arch::Llama, 11).with_byte_level_tokenizer();
+        spec.context = 4096;
+        write_tiny_gguf(&model, &spec).unwrap();
+        let mut child = command(
+            dir.path(),
+            &[
+                "serve",
+                "--model",
+                model.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--port",
+                "0",
+            ],
+        )
+        .env_remove("ANCHORSCOPE_SERVE_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        std::thread::spawn(move || for _ in lines {});
+        let port = first
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}: {:?}", log.lock()));
+        LongServer {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for LongServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
