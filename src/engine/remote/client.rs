@@ -60,7 +60,7 @@ impl Client {
     /// (listing the models it does serve).
     pub fn check_model(&self) -> Result<(), RemoteError> {
         let models = self.models(&|| false)?;
-        if models.iter().any(|m| *m == self.model) {
+        if models.contains(&self.model) {
             Ok(())
         } else {
             Err(RemoteError::Unusable {
