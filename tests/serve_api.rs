@@ -9,7 +9,7 @@ use anchorscope::engine::chat::ChatTemplate;
 use anchorscope::engine::tokenizer::TextTokenizer;
 use anchorscope::trace::Message;
 use serde_json::{json, Value};
-use serve_support::{expect_error, request, Server};
+use serve_support::{expect_error, keep_alive_exchange, request, Server};
 
 fn completion(server: &Server, body: Value) -> serve_support::Reply {
     server.post("/v1/completions", &body.to_string())
@@ -332,4 +332,19 @@ fn serve_help_lists_the_options_but_not_the_faults() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
     assert!(!help.contains("--fault"), "{help}");
+}
+
+#[test]
+fn serve_keep_alive_connection_answers_several_requests() {
+    let server = Server::start(&[], &[]);
+    let bodies: Vec<String> = (0..3)
+        .map(|seed| json!({"prompt": "hello", "max_tokens": 3, "seed": seed}).to_string())
+        .collect();
+    let replies = keep_alive_exchange(server.port, &bodies);
+    assert_eq!(replies.len(), 3);
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("connection"), None, "kept open");
+        assert_eq!(r.texts().len(), 1);
+    }
 }

@@ -196,7 +196,8 @@ pub struct ServeArgs {
 
     // Fault injection, TEST-ONLY (hidden from --help): the OpenAI client's fault tests start a
     // real server with these to meet slow answers, malformed bodies and error statuses.
-    /// Sleep N milliseconds before answering each request.
+    /// Sleep N milliseconds before answering each request (generation requests on the engine
+    /// thread, like a slow model).
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
     pub fault_delay_ms: u64,
 

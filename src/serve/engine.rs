@@ -93,6 +93,9 @@ struct PromptCache {
 /// The model and its prompt cache.
 pub struct Engine {
     generator: LmGenerator,
+    /// Test-only fault (`--fault-delay-ms`): sleep before each request, as a slow model would,
+    /// so requests queue behind each other.
+    pub fault_delay: std::time::Duration,
     eos: Vec<u32>,
     cache: Option<PromptCache>,
     seed_counter: u64,
@@ -108,6 +111,7 @@ impl Engine {
         }
         Engine {
             generator,
+            fault_delay: std::time::Duration::ZERO,
             eos,
             cache: None,
             seed_counter: 0,
@@ -130,6 +134,9 @@ impl Engine {
                 // Answered only for the log: nobody reads it.
                 let _ = task.reply.send(Err(client_closed("before its turn")));
                 continue;
+            }
+            if !self.fault_delay.is_zero() {
+                std::thread::sleep(self.fault_delay);
             }
             let client = task.client;
             let result = catch_unwind(AssertUnwindSafe(|| {
@@ -520,6 +527,72 @@ mod tests {
         assert_ne!(choice_seed(42, 1), choice_seed(43, 1));
         let mut c = 0;
         assert_ne!(random_seed(&mut c), random_seed(&mut c));
+    }
+
+    fn tiny_engine(dir: &std::path::Path) -> Engine {
+        use crate::engine::lm::testing::{write_tiny_gguf, TinySpec};
+        let path = dir.join("tiny.gguf");
+        let spec = TinySpec::new(crate::engine::lm::Arch::Llama, 5).with_byte_level_tokenizer();
+        write_tiny_gguf(&path, &spec).unwrap();
+        Engine::new(LmGenerator::load(&path, &candle_core::Device::Cpu).unwrap())
+    }
+
+    fn params(prompt: &str, n: usize, seed: u64) -> GenParams {
+        GenParams {
+            prompt: Prompt::Text(prompt.into()),
+            max_tokens: 12,
+            temperature: 0.8,
+            top_p: 0.95,
+            n,
+            seed: Some(seed),
+            stop: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cached_prompt_prefix_gives_what_a_cold_engine_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut warm = tiny_engine(dir.path());
+        let mut cold = tiny_engine(dir.path());
+        let never = &mut || false;
+        let a = warm
+            .work(Work::Complete(params("hello world 12", 2, 9)), never)
+            .unwrap();
+        assert_eq!(a.reused_tokens, 0);
+        // Shares "hello world" with the cached prompt: only the rest runs.
+        let shared = warm
+            .work(Work::Complete(params("hello world again", 3, 4)), never)
+            .unwrap();
+        assert!(shared.reused_tokens >= 2, "{shared:?}");
+        let fresh = cold
+            .work(Work::Complete(params("hello world again", 3, 4)), never)
+            .unwrap();
+        assert_eq!(fresh.reused_tokens, 0);
+        assert_eq!(shared.choices, fresh.choices);
+        assert_eq!(shared.choices.len(), 3);
+        // The same prompt again reuses all but its last token.
+        let again = warm
+            .work(Work::Complete(params("hello world again", 3, 4)), never)
+            .unwrap();
+        assert_eq!(again.reused_tokens, again.prompt_tokens - 1);
+        assert_eq!(again.choices, fresh.choices);
+    }
+
+    #[test]
+    fn a_client_gone_mid_generation_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = tiny_engine(dir.path());
+        let mut p = params("hello", 1, 1);
+        p.max_tokens = 200;
+        p.temperature = 0.0;
+        let e = engine
+            .work(Work::Complete(p), &mut || true)
+            .map(|g| g.choices[0].tokens);
+        // Either it stopped at the first check, or the model ended before it.
+        match e {
+            Err(e) => assert_eq!(e.status, CLIENT_CLOSED),
+            Ok(tokens) => assert!(tokens < DISCONNECT_CHECK_EVERY, "{tokens}"),
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ impl FromStr for StatusEvery {
 /// The configured faults (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultConfig {
-    /// Sleep this long before answering each request.
+    /// Sleep this long before answering each request: generation requests sleep on the engine
+    /// thread (a slow model: they queue behind each other), the others on their connection.
     pub delay_ms: u64,
     /// Every K-th successful completion (either endpoint) has its body truncated.
     pub malformed_every: Option<u64>,
@@ -77,7 +78,7 @@ impl Faults {
     pub fn status_for_request(&self) -> Option<u16> {
         let f = self.config.status_every?;
         let n = self.generation_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        (n % f.every == 0).then_some(f.code)
+        n.is_multiple_of(f.every).then_some(f.code)
     }
 
     /// Counts a successful completion body; the body to send (cut in half when it is the K-th).
@@ -86,7 +87,7 @@ impl Faults {
             return body;
         };
         let n = self.completions.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % every.max(1) != 0 {
+        if !n.is_multiple_of(every.max(1)) {
             return body;
         }
         let mut cut = body.len() / 2;

@@ -78,10 +78,11 @@ pub struct Server {
 
 impl Server {
     /// Bind the address and start the engine thread.
-    pub fn bind(config: ServeConfig, engine: Engine) -> std::io::Result<Server> {
+    pub fn bind(config: ServeConfig, mut engine: Engine) -> std::io::Result<Server> {
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
         let (queue, tasks) = mpsc::sync_channel(config.max_queue);
         let max_context = engine.max_context();
+        engine.fault_delay = Duration::from_millis(config.faults.delay_ms);
         engine::spawn(engine, tasks)?;
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -144,6 +145,8 @@ impl Server {
 #[derive(Default)]
 struct Outcome {
     generation: Option<(usize, usize, usize)>,
+    /// The request went through the engine queue.
+    queued: bool,
 }
 
 /// Read and answer requests on one connection until it closes.
@@ -173,7 +176,10 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 )
             }
         };
-        shared.faults.delay();
+        if !outcome.queued {
+            // Generation requests had their delay on the engine thread.
+            shared.faults.delay();
+        }
         let keep_alive = request.as_ref().is_some_and(|r| r.keep_alive);
         let written = write_response(&mut writer, &response, keep_alive);
         log(
@@ -365,10 +371,19 @@ fn generate(
             return error(ApiError::server("the engine thread has stopped"))
         }
     }
+    let queued = |(response, outcome): (Response, Outcome)| {
+        (
+            response,
+            Outcome {
+                queued: true,
+                ..outcome
+            },
+        )
+    };
     let generation = match answer.recv() {
         Ok(Ok(g)) => g,
-        Ok(Err(e)) => return error(e),
-        Err(_) => return error(ApiError::server("the engine dropped the request")),
+        Ok(Err(e)) => return queued(error(e)),
+        Err(_) => return queued(error(ApiError::server("the engine dropped the request"))),
     };
     let n = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let body = response_body(endpoint, &generation, shared, n);
@@ -379,6 +394,7 @@ fn generate(
             generation.completion_tokens(),
             generation.reused_tokens,
         )),
+        queued: true,
     };
     (Response::json(200, body), outcome)
 }

@@ -236,3 +236,48 @@ pub fn expect_error(reply: &Reply, status: u16) -> String {
     assert!(v["error"]["type"].is_string(), "{}", reply.body);
     message.to_string()
 }
+
+/// Send requests one after another on one kept-alive connection; each answer is read by its
+/// Content-Length.
+pub fn keep_alive_exchange(port: u16, bodies: &[String]) -> Vec<Reply> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    bodies
+        .iter()
+        .map(|body| {
+            write!(
+                writer,
+                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("reading a header line");
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push(line);
+            }
+            let length: usize = head
+                .iter()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("a Content-Length header");
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut raw = head.concat().into_bytes();
+            raw.extend_from_slice(b"\r\n");
+            raw.extend_from_slice(&body);
+            parse_reply(&raw)
+        })
+        .collect()
+}
