@@ -17,7 +17,7 @@ fn a_server_killed_mid_job_leaves_whole_lines_and_a_rerun_completes_without_dupl
     let dir = tempfile::tempdir().unwrap();
     let trace = write_trace(dir.path());
     write_config(dir.path(), ONE_BY_ONE);
-    let mut child = spawn_analyze(
+    let child = spawn_analyze(
         dir.path(),
         &trace,
         server.port,

@@ -378,4 +378,106 @@ mod tests {
         assert!(is_scratchpad(&trace));
         assert_eq!(template_name(ChatTemplate::DeepSeekR1), "deepseek-r1");
     }
+
+    /// A loopback stand-in for a server that samples one continuation per request (as some
+    /// OpenAI-compatible servers do): 400 for n > 1, else one choice naming the seed it got.
+    /// It checks the client's protocol handling, not sampling (tests/remote_*.rs use the real
+    /// `anchorscope serve`).
+    fn one_per_request_server() -> u16 {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let (status, reply) = if request["n"].as_u64() != Some(1) {
+                    (
+                        400,
+                        serde_json::json!({"error": {"message": "n > 1 is not supported"}}),
+                    )
+                } else {
+                    let text = format!("seed {}", request["seed"]);
+                    let choice =
+                        serde_json::json!({"index": 0, "text": text, "finish_reason": "length"});
+                    (
+                        200,
+                        serde_json::json!({"choices": [choice], "usage": {"completion_tokens": 3}}),
+                    )
+                };
+                let reply = reply.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        port
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<Sampled>, usize);
+
+    impl Control for Collect {
+        fn cancelled(&mut self) -> bool {
+            false
+        }
+        fn tokens(&mut self, n: usize) {
+            self.1 += n;
+        }
+        fn decided(&self, _continuation: &str) -> bool {
+            false
+        }
+        fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError> {
+            self.0.push(sampled);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_server_refusing_n_gets_one_request_per_seed() {
+        let port = one_per_request_server();
+        let client = Client::new(
+            &format!("http://127.0.0.1:{port}"),
+            "m",
+            None,
+            Duration::from_secs(10),
+            0,
+        )
+        .unwrap();
+        let mut generator = OpenAiGenerator::new(client, ChatTemplate::ChatMl, 4, 2);
+        let mut trace = Trace::new("t", vec![Message::new("user", "Q?")], "A. B.".to_string());
+        trace.sentences = crate::trace::split::split_response(&trace.response, &Default::default());
+        let seeds = [1u64, 2, 3, 4, 5, u64::MAX];
+        let mut control = Collect::default();
+        generator
+            .sample(&trace, 1, &seeds, &SamplerSettings::default(), &mut control)
+            .unwrap();
+        assert_eq!(generator.n_per_request(), 1);
+        let mut got: Vec<(u64, String)> =
+            control.0.iter().map(|s| (s.seed, s.text.clone())).collect();
+        got.sort();
+        let want: Vec<(u64, String)> = seeds
+            .iter()
+            .map(|&s| (s, format!("seed {}", protocol::wire_seed(s))))
+            .collect();
+        assert_eq!(got, want, "each rollout carries the seed its request sent");
+        assert_eq!(control.1, 3 * seeds.len());
+    }
 }
