@@ -181,3 +181,107 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn collect_through_a_server_writes_a_trace_naming_the_server() {
+    let server = Server::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("system.txt"), "Be brief.").unwrap();
+    std::fs::write(dir.path().join("q.txt"), "Say hi.\n").unwrap();
+    let out = dir.path().join("collected");
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let o = command(
+        dir.path(),
+        &[
+            "collect",
+            "--prompt-file",
+            dir.path().join("system.txt").to_str().unwrap(),
+            "--queries",
+            dir.path().join("q.txt").to_str().unwrap(),
+            "--engine",
+            "openai",
+            "--url",
+            &url,
+            "--model",
+            SERVED,
+            "--max-new-tokens",
+            "16",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace_path = out.join("q-000-free.json");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    let response = trace["response"].as_str().unwrap();
+    assert!(response.starts_with("<SCRATCHPAD_REASONING>"), "{response}");
+    let model = trace["manifest"]["model"].as_str().unwrap();
+    assert_eq!(model, format!("{SERVED} (openai at {url})"));
+    assert!(
+        server
+            .log()
+            .iter()
+            .any(|l| l.starts_with("POST /v1/completions 200")),
+        "{:?}",
+        server.log()
+    );
+}
+
+#[test]
+fn one_continuation_per_request_reproduces_the_local_engine() {
+    // The server runs the same tiny model; with n = 1 each request's seed is the rollout's, so
+    // local and remote rollouts must agree text for text and label for label.
+    let server = Server::start(&[], &[]);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local_trace = write_trace(local_dir.path());
+    let model = serve_support::tiny_model(local_dir.path());
+    let o = command(
+        local_dir.path(),
+        &[
+            "analyze",
+            local_trace.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--no-embedder",
+            "--max-new-tokens",
+            "12",
+            "--positions",
+            "0..=3",
+            "-n",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_trace = write_trace(remote_dir.path());
+    write_config(remote_dir.path(), "[engine]\nn_per_request = 1\n");
+    let o = analyze(
+        remote_dir.path(),
+        &remote_trace,
+        server.port,
+        &["--positions", "0..=3", "-n", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = |r: &anchorscope::trace::Rollout| (r.position, r.seed);
+    let mut local = stored(&local_trace);
+    let mut remote = stored(&remote_trace);
+    local.sort_by_key(key);
+    remote.sort_by_key(key);
+    assert_eq!(local.len(), 8);
+    for (l, r) in local.iter().zip(&remote) {
+        assert_eq!((l.position, l.seed), (r.position, r.seed));
+        assert_eq!(l.text, r.text, "position {} seed {}", l.position, l.seed);
+        assert_eq!(l.tokens, r.tokens);
+        assert_eq!(l.labels, r.labels);
+        assert_eq!(l.finish, r.finish);
+    }
+    let texts: std::collections::HashSet<&str> = local.iter().map(|r| r.text.as_str()).collect();
+    assert!(texts.len() > 1, "the seeds drew different texts: {texts:?}");
+}
