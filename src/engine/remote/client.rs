@@ -56,6 +56,19 @@ impl Client {
         })
     }
 
+    /// One `GET /v1/models` without retries: is the server answering at all?
+    pub fn probe(&self) -> Result<(), RemoteError> {
+        let url = self.endpoint("/v1/models");
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..self.policy
+        };
+        with_retries(&once, &url, &|| false, &mut |_| {}, &mut || 0.0, || {
+            retry::classify(self.http.get(&url), protocol::parse_models)
+        })
+        .map(|_| ())
+    }
+
     /// Fails with a clear error when the server is unreachable or does not serve the model
     /// (listing the models it does serve).
     pub fn check_model(&self) -> Result<(), RemoteError> {

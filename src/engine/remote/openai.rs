@@ -36,6 +36,10 @@ pub struct OpenAiGenerator {
     /// Continuations per request; drops to 1 for good once the server rejects n > 1.
     n_per_request: Arc<AtomicUsize>,
     concurrency: usize,
+    /// Set when a request gave up on an unreachable server: the next position first probes
+    /// the server once instead of spending every retry again (a job over many positions would
+    /// otherwise wait out the whole backoff at each of them).
+    unreachable: bool,
 }
 
 impl OpenAiGenerator {
@@ -51,6 +55,7 @@ impl OpenAiGenerator {
             template,
             n_per_request: Arc::new(AtomicUsize::new(n_per_request.max(1))),
             concurrency: concurrency.max(1),
+            unreachable: false,
         }
     }
 
@@ -198,6 +203,12 @@ impl Generator for OpenAiGenerator {
         if seeds.is_empty() {
             return Ok(());
         }
+        if self.unreachable {
+            self.client
+                .probe()
+                .map_err(|e| EngineError::Other(format!("the server is still unreachable: {e}")))?;
+            self.unreachable = false;
+        }
         let prompt: Arc<str> = self.template.continuation_prompt(trace, position).into();
         let stop: &'static [&'static str] = if is_scratchpad(trace) {
             &[END_OF_OUTPUT]
@@ -250,6 +261,7 @@ impl Generator for OpenAiGenerator {
                 }
                 Ok((_, Err(e))) => {
                     stop_all();
+                    self.unreachable = matches!(e, RemoteError::GaveUp { .. });
                     return Err(remote_error(e));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
