@@ -285,3 +285,36 @@ fn one_continuation_per_request_reproduces_the_local_engine() {
     let texts: std::collections::HashSet<&str> = local.iter().map(|r| r.text.as_str()).collect();
     assert!(texts.len() > 1, "the seeds drew different texts: {texts:?}");
 }
+
+#[test]
+fn the_commands_that_sample_offer_engine_and_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["open", "--help"],
+        vec!["analyze", "--help"],
+        vec!["collect", "--help"],
+    ] {
+        let o = command(dir.path(), &args).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{args:?}");
+        for flag in ["--engine <KIND>", "--url <URL>", "openai"] {
+            assert!(out.contains(flag), "{args:?} help lacks {flag}:\n{out}");
+        }
+    }
+    // --url without the openai engine is a mistake, said before anything runs.
+    let trace = write_trace(dir.path());
+    let o = command(
+        dir.path(),
+        &[
+            "analyze",
+            trace.to_str().unwrap(),
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--engine openai"), "{}", stderr(&o));
+}

@@ -137,4 +137,52 @@ mod tests {
         };
         assert_eq!(model_judge(&other, &engine).unwrap().model(), "judge-70b");
     }
+
+    #[test]
+    fn votes_are_asked_one_by_one_when_the_server_refuses_n() {
+        use crate::behavior::ResponseParts;
+        use crate::trace::LabelValue;
+        let port = crate::engine::remote::testing::loopback_server(|request| {
+            if request["n"].as_u64() != Some(1) {
+                return (
+                    400,
+                    serde_json::json!({"error": {"message": "n must be 1"}}),
+                );
+            }
+            // A fixed verdict: this checks the transport and the fallback, not a judge.
+            let met = request["seed"].as_i64().unwrap_or(0) % 2 == 0;
+            let mut criteria = serde_json::Map::new();
+            for (key, _) in crate::behavior::af_rules::CRITERIA {
+                criteria.insert(key.into(), serde_json::json!({"met": met, "quote": ""}));
+            }
+            let content = serde_json::json!({"criteria": criteria}).to_string();
+            let choice = serde_json::json!({"index": 0, "message": {"role": "assistant", "content": content}});
+            (200, serde_json::json!({"choices": [choice]}))
+        });
+        let engine = EngineSettings {
+            url: Some(format!("http://127.0.0.1:{port}")),
+            model: Some("judge".into()),
+            max_retries: 0,
+            ..Default::default()
+        };
+        let judge = model_judge(
+            &JudgeSettings {
+                enabled: true,
+                votes: 4,
+                ..Default::default()
+            },
+            &engine,
+        )
+        .unwrap();
+        let label = judge.classify(&ResponseParts::of(
+            "<SCRATCHPAD_REASONING>thinking</SCRATCHPAD_REASONING><OUTPUT>ok</OUTPUT>",
+        ));
+        let evidence = label.evidence.unwrap();
+        // Seeds s, s+1, s+2, s+3: two even, two odd → 2 of 4 yes ≥ 0.5.
+        assert!(
+            evidence.starts_with("judge: 2/4 valid votes yes"),
+            "{evidence}"
+        );
+        assert_eq!(label.value, LabelValue::Yes);
+    }
 }

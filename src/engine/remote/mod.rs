@@ -16,6 +16,8 @@ pub mod openai;
 pub mod protocol;
 pub mod retry;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 
 pub use client::Client;
 pub use openai::OpenAiGenerator;

@@ -396,51 +396,20 @@ mod tests {
     /// It checks the client's protocol handling, not sampling (tests/remote_*.rs use the real
     /// `anchorscope serve`).
     fn one_per_request_server() -> u16 {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                reader.read_exact(&mut body).unwrap();
-                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                let (status, reply) = if request["n"].as_u64() != Some(1) {
-                    (
-                        400,
-                        serde_json::json!({"error": {"message": "n > 1 is not supported"}}),
-                    )
-                } else {
-                    let text = format!("seed {}", request["seed"]);
-                    let choice =
-                        serde_json::json!({"index": 0, "text": text, "finish_reason": "length"});
-                    (
-                        200,
-                        serde_json::json!({"choices": [choice], "usage": {"completion_tokens": 3}}),
-                    )
-                };
-                let reply = reply.to_string();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
+        crate::engine::remote::testing::loopback_server(|request| {
+            if request["n"].as_u64() != Some(1) {
+                return (
+                    400,
+                    serde_json::json!({"error": {"message": "n > 1 is not supported"}}),
                 );
             }
-        });
-        port
+            let text = format!("seed {}", request["seed"]);
+            let choice = serde_json::json!({"index": 0, "text": text, "finish_reason": "length"});
+            (
+                200,
+                serde_json::json!({"choices": [choice], "usage": {"completion_tokens": 3}}),
+            )
+        })
     }
 
     #[derive(Default)]
