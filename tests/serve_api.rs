@@ -348,3 +348,33 @@ fn serve_keep_alive_connection_answers_several_requests() {
         assert_eq!(r.texts().len(), 1);
     }
 }
+
+#[test]
+fn serve_start_errors_name_the_model_or_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.gguf");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anchorscope"))
+        .args(["serve", "--device", "cpu", "--port", "0", "--model"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope.gguf"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no `listening on` line without a model"
+    );
+
+    // A port already taken is an error naming the address.
+    let server = Server::start(&[], &[]);
+    let port = server.port.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anchorscope"))
+        .args(["serve", "--device", "cpu", "--port", &port, "--model"])
+        .arg(&server.model)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}

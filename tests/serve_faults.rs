@@ -27,6 +27,11 @@ fn serve_fault_status_every_kth_generation_request() {
     let r = server.post("/v1/completions", &small());
     assert!(expect_error(&r, 503).contains("injected"));
     assert_eq!(r.header("retry-after"), Some("1"));
+    // The log line of a server-side failure carries its message.
+    let line = server
+        .wait_for_log("POST /v1/completions 503")
+        .expect("a 503 log line");
+    assert!(line.contains("error=\"injected fault"), "{line}");
     // Other endpoints are not counted.
     assert_eq!(server.get("/v1/models").status, 200);
 }

@@ -139,16 +139,12 @@ impl Engine {
                 std::thread::sleep(self.fault_delay);
             }
             let client = task.client;
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                self.work(task.work, &mut || client.as_ref().is_some_and(client_gone))
-            }))
-            .unwrap_or_else(|panic| {
+            let result =
+                guarded(|| self.work(task.work, &mut || client.as_ref().is_some_and(client_gone)));
+            if result.as_ref().is_err_and(|e| e.status == 500) {
+                // A failure (a panic above all) may have left the cache half-built.
                 self.cache = None;
-                Err(ApiError::server(format!(
-                    "the engine panicked: {}",
-                    panic_message(panic.as_ref())
-                )))
-            });
+            }
             // The client may have gone meanwhile; nothing to do then.
             let _ = task.reply.send(result);
         }
@@ -163,7 +159,14 @@ impl Engine {
         let params = match work {
             Work::Complete(p) => p,
             Work::Chat(messages, mut p) => {
-                p.prompt = Prompt::Text(self.generator.template.render_prompt(&messages));
+                let template = self.generator.template;
+                p.prompt = Prompt::Text(template.render_prompt(&messages));
+                // The turn ends at the template's end marker even where the tokenizer does not
+                // count it as an end-of-text token.
+                let end = template.turn_end().to_string();
+                if !p.stop.contains(&end) {
+                    p.stop.push(end);
+                }
                 p
             }
         };
@@ -474,6 +477,16 @@ fn engine_err(e: EngineError) -> ApiError {
     }
 }
 
+/// Run `f`; a panic becomes a 500 whose message is the panic's.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(ApiError::server(format!(
+            "the engine panicked: {}",
+            panic_message(panic.as_ref())
+        )))
+    })
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
@@ -593,6 +606,20 @@ mod tests {
             Err(e) => assert_eq!(e.status, CLIENT_CLOSED),
             Ok(tokens) => assert!(tokens < DISCONNECT_CHECK_EVERY, "{tokens}"),
         }
+    }
+
+    #[test]
+    fn a_panic_becomes_a_500_with_its_message() {
+        let e = guarded::<()>(|| panic!("index out of range at row {}", 3)).unwrap_err();
+        assert_eq!(e.status, 500);
+        assert!(
+            e.message.contains("index out of range at row 3"),
+            "{}",
+            e.message
+        );
+        let e = guarded::<()>(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(e.message.contains("unknown panic"), "{}", e.message);
+        assert_eq!(guarded(|| Ok(5)), Ok(5));
     }
 
     #[test]

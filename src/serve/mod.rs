@@ -110,7 +110,11 @@ impl Server {
     /// Accept connections until the process ends (one thread each).
     pub fn run(self) -> std::io::Result<()> {
         for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
+            let Ok(stream) = stream else {
+                // Out of file descriptors and the like: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
             let shared = Arc::clone(&self.shared);
             let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
             if open > MAX_CONNECTIONS {
@@ -147,6 +151,8 @@ struct Outcome {
     generation: Option<(usize, usize, usize)>,
     /// The request went through the engine queue.
     queued: bool,
+    /// The error message answered, if any.
+    failure: Option<String>,
 }
 
 /// Read and answer requests on one connection until it closes.
@@ -220,8 +226,13 @@ fn log(
             format!(" prompt_tokens={prompt} completion_tokens={completion} reused={reused}")
         });
     let lost = if written { "" } else { " (client gone)" };
+    // Server-side failures carry their message (engine errors, panics): the operator needs it.
+    let failure = match &outcome.failure {
+        Some(message) if response.status >= 500 => format!(" error={message:?}"),
+        _ => String::new(),
+    };
     eprintln!(
-        "{method} {path} {}{tokens} ms={}{lost}",
+        "{method} {path} {}{tokens} ms={}{lost}{failure}",
         response.status,
         started.elapsed().as_millis()
     );
@@ -232,7 +243,11 @@ fn error(e: ApiError) -> (Response, Outcome) {
     if e.status == 429 || e.status == 503 {
         response = response.with_header("Retry-After", "1".into());
     }
-    (response, Outcome::default())
+    let outcome = Outcome {
+        failure: Some(e.message),
+        ..Outcome::default()
+    };
+    (response, outcome)
 }
 
 fn route(req: &Request, shared: &Shared, client: &TcpStream) -> (Response, Outcome) {
@@ -395,6 +410,7 @@ fn generate(
             generation.reused_tokens,
         )),
         queued: true,
+        failure: None,
     };
     (Response::json(200, body), outcome)
 }
