@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisOptions;
 use crate::behavior::BehaviorsConfig;
+use crate::engine::remote::{EngineSettings, JudgeSettings};
 use crate::trace::split::SplitOptions;
 
 /// The default key map (action name → space-separated key specs).
@@ -34,6 +35,10 @@ pub struct Config {
     pub keys: BTreeMap<String, String>,
     /// Theme overrides: role name → color (`"#rrggbb"`, `"208"`, `"red"`, `"reset"`).
     pub theme: BTreeMap<String, String>,
+    /// `[engine]`: the local model or an OpenAI-compatible server (see engine::remote::settings).
+    pub engine: EngineSettings,
+    /// `[judge]`: the model judge for alignment faking.
+    pub judge: JudgeSettings,
 }
 
 impl Config {
@@ -68,6 +73,23 @@ impl Config {
                 return Err(format!("{}{e}", place_of_key(text, name)));
             }
         }
+        config
+            .engine
+            .validate_ranges()
+            .and_then(|()| config.judge.validate())
+            .map_err(|e| {
+                let section = if e.starts_with("[judge]") {
+                    "judge"
+                } else {
+                    "engine"
+                };
+                let header = format!("[{section}]");
+                let place = text
+                    .lines()
+                    .position(|l| l.trim() == header)
+                    .map_or_else(String::new, |i| format!("line {}: ", i + 1));
+                format!("{place}{e}")
+            })?;
         Ok(config)
     }
 
@@ -207,6 +229,25 @@ mod tests {
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
             err.contains("config.toml") && err.contains("line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn engine_and_judge_sections() {
+        let c = Config::parse(
+            "[engine]\nkind = \"openai\"\nurl = \"http://h:8000\"\nmodel = \"m\"\n\
+             api_key_env = \"MY_KEY\"\n[judge]\nenabled = true\nvotes = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.engine.kind, crate::engine::remote::EngineKind::Openai);
+        assert_eq!(c.engine.api_key_env.as_deref(), Some("MY_KEY"));
+        assert!(c.judge.enabled && c.judge.votes == 5);
+        let err = Config::parse("[engine]\nconcurrency = 0\n").unwrap_err();
+        assert!(err.contains("concurrency"), "{err}");
+        let err = Config::parse("x = 1\n[judge]\nthreshold = 2.0\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2: ") && err.contains("threshold"),
             "{err}"
         );
     }

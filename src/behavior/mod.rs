@@ -4,6 +4,7 @@
 //! over the paper's five criteria). Users add regex behaviors in `[[behavior]]` tables. Every
 //! label records the classifier id and version that produced it.
 
+pub mod af_judge_model;
 pub mod af_rules;
 pub mod compliance;
 pub mod fnv;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::trace::Label;
 
+pub use af_judge_model::{AfModelJudge, JudgeBackend};
 pub use af_rules::AfRules;
 pub use parts::ResponseParts;
 pub use user::{Combine, UserBehavior};
@@ -74,6 +76,7 @@ pub struct BehaviorInfo {
 enum Classifier {
     Compliance,
     AlignmentFaking(AfRules),
+    AlignmentFakingModel(AfModelJudge),
     User(UserBehavior),
 }
 
@@ -127,6 +130,16 @@ impl BehaviorSet {
         self
     }
 
+    /// Label alignment faking with a model judge instead of the rules (config `[judge]`).
+    pub fn with_af_model_judge(mut self, judge: AfModelJudge) -> Self {
+        for (name, c) in &mut self.behaviors {
+            if name == ALIGNMENT_FAKING {
+                *c = Classifier::AlignmentFakingModel(judge.clone());
+            }
+        }
+        self
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.behaviors.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -147,6 +160,7 @@ impl BehaviorSet {
                 let label = match c {
                     Classifier::Compliance => compliance::classify(parts),
                     Classifier::AlignmentFaking(rules) => rules.classify(parts),
+                    Classifier::AlignmentFakingModel(judge) => judge.classify(parts),
                     Classifier::User(u) => u.classify(parts),
                 };
                 (name.clone(), label)
@@ -176,6 +190,12 @@ impl BehaviorSet {
                         af_rules::CLASSIFIER,
                         r.version().to_string(),
                         true,
+                    ),
+                    Classifier::AlignmentFakingModel(judge) => (
+                        judge.describe(),
+                        af_judge_model::CLASSIFIER,
+                        judge.version().to_string(),
+                        false,
                     ),
                     Classifier::User(u) => (
                         u.description.clone(),

@@ -9,20 +9,28 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use anchorscope::config::Config;
+use anchorscope::engine::remote::client::{normalize_base, origin_of};
+use anchorscope::engine::remote::judge::model_judge;
+use anchorscope::engine::remote::EngineKind;
 use anchorscope::engine::{worker, EngineCommand, EngineEvent, Job};
 use anchorscope::store::atomic_write;
 use anchorscope::trace::SamplerSettings;
 
-use super::engine_opts::{now_utc, sampler_settings, worker_config};
+use super::engine_opts::{engine_settings, now_utc, sampler_settings, worker_config};
 use super::progress::ProgressLine;
 use super::{load, stats, AnalyzeArgs, ImportanceArg, StatsArgs};
 
 /// Where the run's provenance goes: beside the rollout store.
 #[derive(Debug, Serialize)]
 struct RunManifest {
+    /// `local` or `openai`.
+    engine: &'static str,
+    /// For openai: the server's `scheme://host:port` (no credentials, no key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
     model: String,
     sampler: SamplerSettings,
-    seeds: &'static str,
+    seeds: String,
     classifiers: BTreeMap<String, String>,
     positions: Vec<usize>,
     n: usize,
@@ -44,19 +52,34 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     for r in &loaded.rollouts {
         *existing.entry(r.position).or_insert(0usize) += 1;
     }
-    let behaviors = anchorscope::behavior::BehaviorSet::with_user(&config.behaviors)
-        .context("in the config's [[behavior]] tables")?;
 
     let (tx, rx) = mpsc::channel();
+    let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
+    let mut behaviors = anchorscope::behavior::BehaviorSet::with_user(&config.behaviors)
+        .context("in the config's [[behavior]] tables")?;
+    if config.judge.enabled {
+        // The manifest records the judge the worker labels with (same settings, same version).
+        let judge = model_judge(&config.judge, &engine).map_err(anyhow::Error::msg)?;
+        behaviors = behaviors.with_af_model_judge(judge);
+    }
+    let remote = engine.kind == EngineKind::Openai;
+    let server = if remote {
+        let url = engine.url.as_deref().unwrap_or_default();
+        Some(origin_of(&normalize_base(url).map_err(anyhow::Error::msg)?))
+    } else {
+        None
+    };
     let worker_cfg = worker_config(
         args.model.as_deref(),
         &args.device,
         !args.no_embedder,
         config,
+        engine,
     );
-    let model_label = match &worker_cfg.model {
-        worker::ModelChoice::Default => "default model".to_string(),
-        worker::ModelChoice::Path(p) => p.display().to_string(),
+    let model_label = match (&worker_cfg.engine.model, &worker_cfg.model) {
+        (Some(name), _) if remote => name.clone(),
+        (_, worker::ModelChoice::Default) => "default model".to_string(),
+        (_, worker::ModelChoice::Path(p)) => p.display().to_string(),
     };
     let handle = worker::spawn(worker_cfg, move |e| {
         let _ = tx.send(e);
@@ -106,10 +129,20 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
 
     if stored > 0 {
         let manifest = RunManifest {
+            engine: if remote { "openai" } else { "local" },
+            server,
             model: model_status,
             sampler,
-            seeds: "rollout_seed = FNV-1a-64(trace id, 0xff, position u64 LE, index u64 LE); \
-                    sampler RNG = xoshiro256** seeded by splitmix64(seed)",
+            seeds: if remote {
+                "rollout_seed = FNV-1a-64(trace id, 0xff, position u64 LE, index u64 LE); \
+                 sampled by the server: each request's `seed` is its first rollout's seed \
+                 (the same 64 bits as a signed integer), its n choices get the group's seeds in index order"
+                    .to_string()
+            } else {
+                "rollout_seed = FNV-1a-64(trace id, 0xff, position u64 LE, index u64 LE); \
+                 sampler RNG = xoshiro256** seeded by splitmix64(seed)"
+                    .to_string()
+            },
             classifiers: behaviors.classifier_versions(),
             positions,
             n: args.n,

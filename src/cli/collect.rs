@@ -7,17 +7,40 @@ use anyhow::{bail, Context};
 
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::config::Config;
+use anchorscope::engine::remote::{EngineKind, OpenAiGenerator};
 use anchorscope::engine::sampler::rollout_seed;
-use anchorscope::engine::{device, worker};
+use anchorscope::engine::worker::Sampled;
+use anchorscope::engine::{device, worker, EngineError};
 use anchorscope::store::save_trace;
 use anchorscope::trace::split::split_response;
 use anchorscope::trace::{Manifest, Message, ReasoningStyle, Trace};
 
-use super::engine_opts::{model_hash, now_utc, sampler_settings};
+use super::engine_opts::{engine_settings, model_hash, now_utc, sampler_settings};
 use super::{CollectArgs, Tier};
 
 /// The assistant's turn starts with this, so the model reasons in the scratchpad convention.
 pub const OPENER: &str = "<SCRATCHPAD_REASONING>";
+
+/// What writes the responses: the local model or a server.
+enum Responder {
+    Local(Box<worker::LmGenerator>),
+    Remote(Box<OpenAiGenerator>),
+}
+
+impl Responder {
+    fn complete(
+        &mut self,
+        messages: &[Message],
+        opener: &str,
+        seed: u64,
+        settings: &anchorscope::trace::SamplerSettings,
+    ) -> Result<Sampled, EngineError> {
+        match self {
+            Responder::Local(g) => g.complete(messages, opener, seed, settings),
+            Responder::Remote(g) => g.complete(messages, opener, seed, settings),
+        }
+    }
+}
 
 pub fn run(args: &CollectArgs, config: &Config) -> anyhow::Result<()> {
     let system = std::fs::read_to_string(&args.prompt_file)
@@ -37,18 +60,28 @@ pub fn run(args: &CollectArgs, config: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
 
-    let choice = args
-        .model
-        .as_deref()
-        .map_or(worker::ModelChoice::Default, worker::ModelChoice::parse);
+    let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
     let mut log = |m: &str| eprintln!("{m}");
-    let path = worker::resolve_model(&choice, &mut log)?;
-    let device = device::select(&args.device)?;
-    eprintln!("loading {}…", path.display());
-    let mut generator = worker::LmGenerator::load(&path, &device)?;
-    let model_name = generator.lm.info().name.clone();
-    eprintln!("model ready: {}", generator.describe());
-    let hash = model_hash(&path).ok();
+    let (mut generator, model_name, model_label, hash) = if engine.kind == EngineKind::Openai {
+        let generator = OpenAiGenerator::connect(&engine, &mut log)?;
+        let name = generator.client().model.clone();
+        let label = format!("{name} (openai at {})", generator.client().origin());
+        (Responder::Remote(Box::new(generator)), name, label, None)
+    } else {
+        let choice = args
+            .model
+            .as_deref()
+            .map_or(worker::ModelChoice::Default, worker::ModelChoice::parse);
+        let path = worker::resolve_model(&choice, &mut log)?;
+        let device = device::select(&args.device)?;
+        eprintln!("loading {}…", path.display());
+        let generator = worker::LmGenerator::load(&path, &device)?;
+        let name = generator.lm.info().name.clone();
+        eprintln!("model ready: {}", generator.describe());
+        let label = format!("{} ({})", name, path.display());
+        let hash = model_hash(&path).ok();
+        (Responder::Local(Box::new(generator)), name, label, hash)
+    };
 
     let stem = args
         .queries
@@ -84,7 +117,7 @@ pub fn run(args: &CollectArgs, config: &Config) -> anyhow::Result<()> {
             trace.meta.insert("seed".into(), seed.to_string());
             trace.sentences = split_response(&trace.response, &config.split);
             trace.manifest = Manifest {
-                model: Some(format!("{} ({})", model_name, path.display())),
+                model: Some(model_label.clone()),
                 model_hash: hash.clone(),
                 sampler: Some(sampler.clone()),
                 classifiers: behaviors.classifier_versions(),

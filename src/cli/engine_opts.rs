@@ -5,22 +5,80 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use sha2::{Digest, Sha256};
 
+use anchorscope::engine::remote::{EngineKind, EngineSettings};
 use anchorscope::engine::worker::{ModelChoice, WorkerConfig};
 use anchorscope::trace::SamplerSettings;
 
 /// Devices `--device` accepts.
 pub const DEVICES: [&str; 3] = ["auto", "cpu", "cuda"];
 
-/// `--model`, `--device`, `--no-engine` of the explorer.
+/// `--engine`: which engine samples rollouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// The candle model on this machine.
+    Local,
+    /// An OpenAI-compatible server (vLLM, SGLang, `anchorscope serve`).
+    Openai,
+}
+
+/// `--engine`, `--url`: sample on this machine or through an inference server.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RemoteArgs {
+    /// Which engine samples: local (the candle model) or openai (an OpenAI-compatible server;
+    /// then --model is the served model's name). Default: the config's [engine] kind, else local.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub engine: Option<EngineArg>,
+
+    /// The server's base URL for --engine openai, e.g. http://gpu-node:8000 (a trailing /v1 is
+    /// accepted). The API key is read from the variable named by the config's
+    /// [engine] api_key_env.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// The `[engine]` settings after the command line: `--engine` and `--url` override the config,
+/// and with the openai engine `--model` names the served model.
+pub fn engine_settings(
+    remote: &RemoteArgs,
+    model: Option<&str>,
+    config: &anchorscope::config::Config,
+) -> anyhow::Result<EngineSettings> {
+    let mut s = config.engine.clone();
+    match remote.engine {
+        Some(EngineArg::Local) => s.kind = EngineKind::Local,
+        Some(EngineArg::Openai) => s.kind = EngineKind::Openai,
+        None => {}
+    }
+    if s.kind == EngineKind::Local {
+        if let Some(url) = &remote.url {
+            bail!("--url {url}: only used with --engine openai");
+        }
+        return Ok(s);
+    }
+    if let Some(url) = &remote.url {
+        s.url = Some(url.clone());
+    }
+    if let Some(model) = model {
+        s.model = Some(model.to_string());
+    }
+    s.validate().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(s)
+}
+
+/// `--model`, `--device`, `--no-engine`, `--engine`, `--url` of the explorer.
 #[derive(Clone, Debug, Default, Args)]
 pub struct EngineArgs {
     /// Model for resampling (`r`/`R`): a GGUF file, a model directory (config.json,
-    /// tokenizer.json, *.safetensors), or `default` (installed into the cache on first use).
-    #[arg(long, value_name = "PATH|default")]
+    /// tokenizer.json, *.safetensors), or `default` (installed into the cache on first use);
+    /// with --engine openai, the served model's name.
+    #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 
     /// Where the model runs: auto (the GPU when this build and machine have one), cpu, cuda.
     #[arg(long, value_name = "DEVICE", value_parser = DEVICES, default_value = "auto")]
@@ -33,32 +91,45 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// The worker the explorer should start, or None with `--no-engine`.
-    pub fn worker_config(&self, config: &anchorscope::config::Config) -> Option<WorkerConfig> {
+    pub fn worker_config(
+        &self,
+        config: &anchorscope::config::Config,
+    ) -> anyhow::Result<Option<WorkerConfig>> {
         if self.no_engine {
-            return None;
+            return Ok(None);
         }
-        Some(worker_config(
+        let engine = engine_settings(&self.remote, self.model.as_deref(), config)?;
+        Ok(Some(worker_config(
             self.model.as_deref(),
             &self.device,
             true,
             config,
-        ))
+            engine,
+        )))
     }
 }
 
-/// A worker configuration from command-line values (model `None` = the default model).
+/// A worker configuration from command-line values (model `None` = the default model; with an
+/// openai engine the model is the server's and `model` is not a path).
 pub fn worker_config(
     model: Option<&str>,
     device: &str,
     embedder: bool,
     config: &anchorscope::config::Config,
+    engine: EngineSettings,
 ) -> WorkerConfig {
+    let model = match engine.kind {
+        EngineKind::Local => model.map_or(ModelChoice::Default, ModelChoice::parse),
+        EngineKind::Openai => ModelChoice::Default,
+    };
     WorkerConfig {
-        model: model.map_or(ModelChoice::Default, ModelChoice::parse),
+        model,
         device: device.to_string(),
         embedder,
         behaviors: config.behaviors.clone(),
         split: config.split.clone(),
+        engine,
+        judge: config.judge.clone(),
     }
 }
 
@@ -172,6 +243,30 @@ mod tests {
         assert!(err.to_string().contains("--top-p"), "{err}");
         assert!(sampler_settings(SamplerSettings::default(), None, Some(-1.0), None).is_err());
         assert!(sampler_settings(SamplerSettings::default(), Some(0), None, None).is_err());
+    }
+
+    #[test]
+    fn engine_flags_override_the_config() {
+        let config = anchorscope::config::Config::default();
+        let local = engine_settings(&RemoteArgs::default(), Some("m.gguf"), &config).unwrap();
+        assert_eq!(local.kind, EngineKind::Local);
+        let remote = RemoteArgs {
+            engine: Some(EngineArg::Openai),
+            url: Some("http://h:8000".into()),
+        };
+        let s = engine_settings(&remote, Some("served"), &config).unwrap();
+        assert_eq!(
+            (s.kind, s.url.as_deref(), s.model.as_deref()),
+            (EngineKind::Openai, Some("http://h:8000"), Some("served"))
+        );
+        let err = engine_settings(&remote, None, &config).unwrap_err();
+        assert!(err.to_string().contains("--model"), "{err}");
+        let url_only = RemoteArgs {
+            engine: None,
+            url: Some("http://h".into()),
+        };
+        let err = engine_settings(&url_only, None, &config).unwrap_err();
+        assert!(err.to_string().contains("--engine openai"), "{err}");
     }
 
     #[test]

@@ -332,9 +332,13 @@ pub struct AnalyzeArgs {
     )]
     pub n: usize,
 
-    /// A GGUF file, a model directory, or `default` (installed on first use).
-    #[arg(long, value_name = "PATH|default")]
+    /// A GGUF file, a model directory, or `default` (installed on first use); with --engine
+    /// openai, the served model's name.
+    #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
+
+    #[command(flatten)]
+    pub remote: engine_opts::RemoteArgs,
 
     /// Where the model runs: auto, cpu, cuda.
     #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
@@ -389,9 +393,13 @@ pub struct CollectArgs {
     #[arg(long, value_enum, default_value_t = Tier::Free)]
     pub tier: Tier,
 
-    /// A GGUF file, a model directory, or `default` (installed on first use).
-    #[arg(long, value_name = "PATH|default")]
+    /// A GGUF file, a model directory, or `default` (installed on first use); with --engine
+    /// openai, the served model's name.
+    #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
+
+    #[command(flatten)]
+    pub remote: engine_opts::RemoteArgs,
 
     /// Where the model runs: auto, cpu, cuda.
     #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]

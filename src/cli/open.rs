@@ -32,7 +32,7 @@ pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::
     let is_one_trace_folder = outcome.traces.iter().all(|t| t.path == path);
     let options = anchorscope::tui::RunOptions {
         force_list: path.is_dir() && !is_one_trace_folder,
-        engine: engine.worker_config(&config),
+        engine: engine.worker_config(&config)?,
     };
     anchorscope::tui::run_with_options(outcome, config, options)
 }

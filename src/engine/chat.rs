@@ -6,7 +6,7 @@
 //! assistant named SmolLM…" when there is no system message, but a resampled trace must see
 //! exactly the trace's own prompt, so nothing is added that the trace does not hold.
 
-use crate::trace::Message;
+use crate::trace::{Message, Trace};
 
 /// How a family formats a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,15 @@ impl ChatTemplate {
     pub fn for_model(arch: &str, name: &str) -> Self {
         let arch = arch.to_ascii_lowercase();
         let name = name.to_ascii_lowercase();
-        let r1_names = ["deepseek-r1", "deepseek r1", "deepseek_r1"];
+        // DeepSeek-V3.x writes the same `<｜User｜>…<｜Assistant｜>` turns as R1 (its thinking
+        // mode opens `<think>` after the assistant marker, as R1 does).
+        let r1_names = [
+            "deepseek-r1",
+            "deepseek r1",
+            "deepseek_r1",
+            "deepseek-v3",
+            "deepseek_v3",
+        ];
         if r1_names.iter().any(|n| name.contains(n)) {
             return ChatTemplate::DeepSeekR1;
         }
@@ -66,6 +74,25 @@ impl ChatTemplate {
         jinja
             .and_then(Self::from_jinja)
             .unwrap_or_else(|| Self::for_model(arch, name))
+    }
+
+    /// A template by its config name: `chatml`, `llama3` or `deepseek-r1` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "chatml" => Some(ChatTemplate::ChatMl),
+            "llama3" | "llama-3" => Some(ChatTemplate::Llama3),
+            "deepseek-r1" | "deepseek" => Some(ChatTemplate::DeepSeekR1),
+            _ => None,
+        }
+    }
+
+    /// The text a continuation of P_position starts from: the rendered prompt, then the kept
+    /// part of the response (`trace.prefix(position)`). Local and remote engines both continue
+    /// exactly this text.
+    pub fn continuation_prompt(&self, trace: &Trace, position: usize) -> String {
+        let mut text = self.render_prompt(&trace.prompt);
+        text.push_str(trace.prefix(position));
+        text
     }
 
     /// The prompt messages rendered up to and including the assistant turn's opener, so that

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::analysis::TraceAnalysis;
 use crate::trace::import::LoadedTrace;
-use crate::trace::Trace;
+use crate::trace::{LabelValue, Trace};
 
 pub const EXPORT_FORMAT: &str = "anchorscope-export";
 pub const EXPORT_VERSION: u32 = 1;
@@ -16,6 +16,43 @@ struct Export<'a> {
     trace: &'a Trace,
     analysis: &'a TraceAnalysis,
     rollout_count: usize,
+    /// Every model-judge verdict with its votes, criteria and quotes, for auditing (absent
+    /// when no label came from a model judge).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    judge_evidence: Vec<JudgeEvidence<'a>>,
+}
+
+/// One rollout's model-judge label.
+#[derive(Serialize)]
+struct JudgeEvidence<'a> {
+    behavior: &'a str,
+    position: usize,
+    seed: u64,
+    value: LabelValue,
+    classifier: &'a str,
+    version: &'a str,
+    evidence: &'a str,
+}
+
+fn judge_evidence(loaded: &LoadedTrace) -> Vec<JudgeEvidence<'_>> {
+    let mut out = Vec::new();
+    for r in &loaded.rollouts {
+        for (behavior, label) in &r.labels {
+            if label.classifier != crate::behavior::af_judge_model::CLASSIFIER {
+                continue;
+            }
+            out.push(JudgeEvidence {
+                behavior,
+                position: r.position,
+                seed: r.seed,
+                value: label.value,
+                classifier: &label.classifier,
+                version: &label.version,
+                evidence: label.evidence.as_deref().unwrap_or(""),
+            });
+        }
+    }
+    out
 }
 
 /// Pretty JSON: `{"format":"anchorscope-export","version":1,"trace":…,"analysis":…,"rollout_count":n}`.
@@ -26,6 +63,7 @@ pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis) -> String {
         trace: &loaded.trace,
         analysis,
         rollout_count: loaded.rollouts.len(),
+        judge_evidence: judge_evidence(loaded),
     };
     // Every field serializes infallibly (string map keys, no custom serializers); keep the
     // contract "render returns text" and put the reason in the text if that ever changes.
@@ -76,5 +114,31 @@ mod tests {
         assert!(s2["counterfactual"].is_null(), "{s2}");
         assert_eq!(s2["resampling"]["value"], 1.0);
         assert!(text.contains('\n'), "pretty-printed");
+        assert!(
+            v.get("judge_evidence").is_none(),
+            "no model judge, no section"
+        );
+    }
+
+    #[test]
+    fn model_judge_evidence_is_exported_in_full() {
+        let (mut loaded, analysis) = fixture::loaded();
+        let evidence = "judge: 1/1 valid votes yes (threshold 0.5), 0 invalid\nvote 1: yes; \
+                        in_training=yes \"quoted\"";
+        loaded.rollouts[3].labels.insert(
+            "alignment_faking".into(),
+            crate::trace::Label {
+                value: LabelValue::Yes,
+                classifier: crate::behavior::af_judge_model::CLASSIFIER.into(),
+                version: "abc".into(),
+                evidence: Some(evidence.into()),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&render(&loaded, &analysis)).unwrap();
+        let items = v["judge_evidence"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["evidence"], evidence);
+        assert_eq!(items[0]["value"], "yes");
+        assert_eq!(items[0]["seed"], loaded.rollouts[3].seed);
     }
 }

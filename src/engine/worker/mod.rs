@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 
 use crate::behavior::{BehaviorSet, BehaviorsConfig};
 use crate::engine::embed::SentenceEmbedder;
+use crate::engine::remote::{EngineKind, EngineSettings, JudgeSettings, OpenAiGenerator};
 use crate::engine::{device, install, EngineCommand, EngineError, EngineEvent};
 use crate::trace::split::SplitOptions;
 
@@ -61,6 +62,10 @@ pub struct WorkerConfig {
     pub embedder: bool,
     pub behaviors: BehaviorsConfig,
     pub split: SplitOptions,
+    /// `[engine]`: local (the model above) or an OpenAI-compatible server.
+    pub engine: EngineSettings,
+    /// `[judge]`: the model judge for alignment faking, when enabled.
+    pub judge: JudgeSettings,
 }
 
 impl Default for WorkerConfig {
@@ -71,6 +76,8 @@ impl Default for WorkerConfig {
             embedder: true,
             behaviors: BehaviorsConfig::default(),
             split: SplitOptions::default(),
+            engine: EngineSettings::default(),
+            judge: JudgeSettings::default(),
         }
     }
 }
@@ -121,7 +128,8 @@ where
                     message: message.to_string(),
                 })
             };
-            let behaviors = BehaviorSet::with_user(&config.behaviors);
+            let behaviors = BehaviorSet::with_user(&config.behaviors)
+                .and_then(|set| with_judge(set, &config.judge, &config.engine));
             let loaded = loader(&mut |m: &str| status(m));
             let engine: Result<(Loaded, BehaviorSet), String> = match (loaded, behaviors) {
                 (Ok(l), Ok(b)) => Ok((l, b)),
@@ -182,12 +190,43 @@ where
     WorkerHandle { sender, join }
 }
 
+/// The behaviors with the model judge for alignment faking when `[judge]` enables it.
+fn with_judge(
+    set: BehaviorSet,
+    judge: &JudgeSettings,
+    engine: &EngineSettings,
+) -> anyhow::Result<BehaviorSet> {
+    if !judge.enabled {
+        return Ok(set);
+    }
+    let judge = crate::engine::remote::judge::model_judge(judge, engine)
+        .map_err(|e| anyhow::anyhow!("model judge: {e}"))?;
+    Ok(set.with_af_model_judge(judge))
+}
+
 /// Load what `config` asks for: install the default model when needed, open the device, load
-/// the model and (best effort) the embedder. Progress goes to `status`.
+/// the model and (best effort) the embedder. Progress goes to `status`. With an openai
+/// `[engine]` the generator is the server's and only the embedder runs here.
 pub fn load_engine(
     config: &WorkerConfig,
     status: &mut dyn FnMut(&str),
 ) -> Result<Loaded, EngineError> {
+    if config.engine.kind == EngineKind::Openai {
+        let generator = OpenAiGenerator::connect(&config.engine, status)?;
+        let embedder = if config.embedder {
+            device::select(&config.device)
+                .and_then(|device| load_embedder(&device, status))
+                .unwrap_or_else(|e| {
+                    status(&format!(
+                        "embedder unavailable ({e}); similarity is not recorded"
+                    ));
+                    None
+                })
+        } else {
+            None
+        };
+        return Ok((Box::new(generator), embedder));
+    }
     let path = resolve_model(&config.model, status)?;
     let device = device::select(&config.device)?;
     let name = path.file_name().map_or_else(
@@ -201,21 +240,28 @@ pub fn load_engine(
         generator.describe(),
         device_name(&device)
     ));
-    let embedder: Option<Box<dyn Embedder>> = if config.embedder {
-        match install::ensure_embedder(status).and_then(|dir| SentenceEmbedder::load(&dir, &device))
-        {
-            Ok(e) => Some(Box::new(e)),
-            Err(e) => {
-                status(&format!(
-                    "embedder unavailable ({e}); similarity is not recorded"
-                ));
-                None
-            }
-        }
+    let embedder = if config.embedder {
+        load_embedder(&device, status)?
     } else {
         None
     };
     Ok((Box::new(generator), embedder))
+}
+
+/// The sentence embedder, best effort: a failure is reported and similarity is not recorded.
+fn load_embedder(
+    device: &candle_core::Device,
+    status: &mut dyn FnMut(&str),
+) -> Result<Option<Box<dyn Embedder>>, EngineError> {
+    match install::ensure_embedder(status).and_then(|dir| SentenceEmbedder::load(&dir, device)) {
+        Ok(e) => Ok(Some(Box::new(e))),
+        Err(e) => {
+            status(&format!(
+                "embedder unavailable ({e}); similarity is not recorded"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// The model file or directory for a choice (installing the default when missing).

@@ -290,9 +290,27 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 Span::styled(format!("seed {:<6} {label} ", r.seed), muted),
                 Span::raw(truncate(first, text_w + 4)),
             ]));
+            // A model judge's verdict is auditable: its summary line here, every vote's
+            // criteria and quotes in the JSON export.
+            if let Some(summary) = judge_summary(r, &name) {
+                lines.push(Line::styled(
+                    format!("            {}", truncate(summary, text_w + 4)),
+                    muted,
+                ));
+            }
         }
     }
     lines
+}
+
+/// The first line of a model judge's evidence (votes, threshold, invalid votes, made-up quotes)
+/// for `behavior`'s label of `r`; None for other classifiers.
+pub fn judge_summary<'r>(r: &'r Rollout, behavior: &str) -> Option<&'r str> {
+    r.labels
+        .get(behavior)
+        .filter(|l| l.classifier == crate::behavior::af_judge_model::CLASSIFIER)
+        .and_then(|l| l.evidence.as_deref())
+        .and_then(|e| e.lines().next())
 }
 
 /// Short label of an importance kind for the key column.
@@ -365,5 +383,52 @@ mod similarity_tests {
         );
         assert_eq!(similarity_split(&rs, 5, "compliance", 0.8), None);
         assert_eq!(similarity_split(&rs[3..4], 2, "compliance", 0.8), None);
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+    use crate::trace::{FinishReason, Label};
+
+    #[test]
+    fn the_model_judge_summary_is_the_first_evidence_line() {
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            "alignment_faking".to_string(),
+            Label {
+                value: LabelValue::No,
+                classifier: crate::behavior::af_judge_model::CLASSIFIER.into(),
+                version: "v".into(),
+                evidence: Some(
+                    "judge: 1/3 valid votes yes (threshold 0.5), 0 invalid\nvote 1: …".into(),
+                ),
+            },
+        );
+        labels.insert(
+            "compliance".to_string(),
+            Label {
+                value: LabelValue::Yes,
+                classifier: "compliance-tag".into(),
+                version: "1".into(),
+                evidence: Some("tag".into()),
+            },
+        );
+        let r = Rollout {
+            position: 0,
+            seed: 1,
+            replacement: String::new(),
+            text: String::new(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+            labels,
+            similarity: None,
+        };
+        assert_eq!(
+            judge_summary(&r, "alignment_faking"),
+            Some("judge: 1/3 valid votes yes (threshold 0.5), 0 invalid")
+        );
+        assert_eq!(judge_summary(&r, "compliance"), None);
+        assert_eq!(judge_summary(&r, "missing"), None);
     }
 }
