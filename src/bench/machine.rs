@@ -1,14 +1,6 @@
 //! Facts about the machine and the engine's choices that a benchmark result needs beside it.
 
-use std::path::Path;
-
-use candle_core::quantized::gguf_file;
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
-
-use crate::engine::lm::{Config, LoadOptions};
-
-use super::flops::matmul_params;
 
 /// Where the numbers were taken.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -47,32 +39,6 @@ pub fn machine_info(device: &str, date: &str) -> MachineInfo {
         device: device.to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         date: date.to_string(),
-    }
-}
-
-/// The GGML type of a GGUF file's layer matrices (`blk.0.attn_q.weight`), e.g. `Q4_1`.
-pub fn gguf_matrix_type(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let content = gguf_file::Content::read(&mut file).ok()?;
-    let info = content.tensor_infos.get("blk.0.attn_q.weight")?;
-    Some(format!("{:?}", info.ggml_dtype))
-}
-
-/// How the engine holds the weights it multiplies with, by the loader's own rule
-/// (`Lm::load` with default options): on CPU a GGUF model's layer matrices are expanded to f32
-/// when they fit `LoadOptions::dense_cpu_limit`, otherwise they stay in the quantized kernels;
-/// safetensors directories are converted to f32.
-pub fn engine_precision(model: &Path, cfg: &Config, device: &Device) -> String {
-    if model.is_dir() {
-        return "f32 (safetensors converted)".into();
-    }
-    let kind = gguf_matrix_type(model).unwrap_or_else(|| "GGUF".into());
-    let head = cfg.hidden as u64 * cfg.vocab_size as u64;
-    let dense_bytes = (matmul_params(cfg) - head) * 4;
-    if device.is_cpu() && dense_bytes <= LoadOptions::default().dense_cpu_limit as u64 {
-        format!("f32 (expanded from {kind})")
-    } else {
-        format!("{kind} (quantized kernels)")
     }
 }
 

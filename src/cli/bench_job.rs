@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use anchorscope::bench::machine::{engine_precision, gpu_name};
+use anchorscope::bench::machine::gpu_name;
 use anchorscope::bench::{job, JobKind};
 use anchorscope::engine::device;
 use anchorscope::engine::worker::{device_name, LmGenerator};
@@ -21,7 +21,10 @@ pub fn run(args: &BenchJobArgs) -> anyhow::Result<()> {
     let mut gen =
         LmGenerator::load(&path, &device).with_context(|| format!("loading {}", path.display()))?;
     let load_s = started.elapsed().as_secs_f64();
-    let precision = engine_precision(&path, gen.lm.config(), &device);
+    // What the engine actually did with the weights (all of it is f32 arithmetic).
+    let precision = gen.lm.weights_summary();
+    // Exactly --new-tokens per row, as the peer's min_new_tokens does.
+    gen.ignore_stops = true;
     let device_label = if device.is_cpu() {
         "cpu".to_string()
     } else {

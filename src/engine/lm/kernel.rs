@@ -30,6 +30,8 @@ enum Quants {
 /// A weight matrix held as its quantized blocks, multiplied without expanding it.
 #[derive(Debug)]
 pub(crate) struct BlockMatrix {
+    /// The file's type (Q4_0, Q4_1, Q8_0), for descriptions.
+    dtype: GgmlDType,
     quants: Quants,
     /// Output features (rows of W).
     n: usize,
@@ -94,6 +96,7 @@ impl BlockMatrix {
             }
         }
         Some(BlockMatrix {
+            dtype: t.dtype(),
             quants,
             n,
             k,
@@ -105,6 +108,11 @@ impl BlockMatrix {
 
     pub fn rows(&self) -> usize {
         self.n
+    }
+
+    /// The file's block type, e.g. "Q4_1".
+    pub fn type_name(&self) -> String {
+        format!("{:?}", self.dtype)
     }
 
     pub fn cols(&self) -> usize {
@@ -124,11 +132,12 @@ impl BlockMatrix {
         let first = parts.first()?;
         if parts
             .iter()
-            .any(|p| p.quants != first.quants || p.k != first.k)
+            .any(|p| p.dtype != first.dtype || p.k != first.k)
         {
             return None;
         }
         Some(BlockMatrix {
+            dtype: first.dtype,
             quants: first.quants,
             n: parts.iter().map(|p| p.n).sum(),
             k: first.k,

@@ -254,6 +254,28 @@ impl Lm {
         &self.info
     }
 
+    /// How the weight matrices are held and multiplied, with counts, e.g.
+    /// "60 × Q4_1 blocks (AVX-512 kernel) up to 48 rows, f32 gemm above; 1 × Q8_0 …".
+    pub fn weights_summary(&self) -> String {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        let w = &self.model.w;
+        let mut all: Vec<&weights::Matrix> = vec![&w.output.w];
+        for l in &w.layers {
+            all.extend(l.qkv.matrices());
+            all.push(&l.o.w);
+            all.extend(l.gate_up.matrices());
+            all.push(&l.down.w);
+        }
+        for m in all {
+            *counts.entry(m.describe()).or_default() += 1;
+        }
+        counts
+            .iter()
+            .map(|(d, n)| format!("{n} × {d}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// The hyper-parameters read from the model file.
     pub fn config(&self) -> &Config {
         &self.model.cfg

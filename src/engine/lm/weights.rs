@@ -56,6 +56,23 @@ impl Matrix {
         Ok(Matrix::Dense(w.t()?.contiguous()?))
     }
 
+    /// How this matrix is held and multiplied, e.g. "Q4_1 blocks (AVX-512 kernel) ≤48 rows,
+    /// f32 gemm above".
+    pub fn describe(&self) -> String {
+        match self {
+            Matrix::Dense(_) | Matrix::DenseRows(_) => "f32 gemm".into(),
+            Matrix::Quantized(QMatMul::QTensor(t)) => {
+                format!("{:?} (candle quantized kernels)", t.dtype())
+            }
+            Matrix::Quantized(_) => "candle matmul".into(),
+            Matrix::Blocks(b) => format!("{} blocks (AVX-512 kernel)", b.type_name()),
+            Matrix::Hybrid(b, _) => format!(
+                "{} blocks (AVX-512 kernel) up to {BLOCK_KERNEL_MAX_ROWS} rows, f32 gemm above",
+                b.type_name()
+            ),
+        }
+    }
+
     fn out_dim(&self) -> CResult<usize> {
         match self {
             Matrix::Quantized(q) => match q {
@@ -110,6 +127,14 @@ pub(crate) struct Projections {
 }
 
 impl Projections {
+    /// The matrices as held (one when fused).
+    pub fn matrices(&self) -> Vec<&Matrix> {
+        match &self.fused {
+            Some(f) => vec![&f.w],
+            None => self.parts.iter().map(|p| &p.w).collect(),
+        }
+    }
+
     /// Fuses the parts when they are all dense; otherwise keeps them apart.
     pub fn new(parts: Vec<Linear>) -> CResult<Self> {
         let sizes = parts

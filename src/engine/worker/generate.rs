@@ -31,6 +31,10 @@ pub struct LmGenerator {
     /// Reuse the trace's prefilled cache (the default). Off: every position is tokenized and
     /// prefilled from scratch — slower, and the reference the cache path is checked against.
     pub prefix_reuse: bool,
+    /// Generate exactly `max_new_tokens` per row (benchmarks, like transformers'
+    /// `min_new_tokens`): end-of-sequence tokens are never sampled, and neither the end of
+    /// the output nor a decided label stops a row.
+    pub ignore_stops: bool,
     eos: Vec<u32>,
     cache: Option<TraceCache>,
 }
@@ -98,6 +102,7 @@ impl LmGenerator {
             template,
             path: path.to_path_buf(),
             prefix_reuse: true,
+            ignore_stops: false,
             eos,
             cache: None,
         })
@@ -213,11 +218,12 @@ impl LmGenerator {
         let mut rows: Vec<Row> = Vec::new();
         let mut next: Vec<u32> = Vec::new();
         for start in &starts {
-            let first = start
+            let mut first = start
                 .logits
                 .flatten_all()?
                 .to_dtype(DType::F32)?
                 .to_vec1::<f32>()?;
+            self.mask_stops(&mut first);
             for &seed in &start.seeds {
                 let mut rng = Rng::new(seed);
                 next.push(sample_token(
@@ -254,12 +260,14 @@ impl LmGenerator {
             let mut finished = Vec::new();
             for (k, row) in rows.iter_mut().enumerate() {
                 let token = next[k];
-                let reason = if self.eos.contains(&token) {
+                let reason = if self.eos.contains(&token) && !self.ignore_stops {
                     Some(FinishReason::Stop)
                 } else {
                     row.tokens.push(token);
                     row.stream.push(&self.tokenizer, &row.tokens)?;
-                    if let Some(end) = row.stream.text.find(END_OF_OUTPUT) {
+                    if self.ignore_stops {
+                        (row.tokens.len() >= max_new).then_some(FinishReason::Length)
+                    } else if let Some(end) = row.stream.text.find(END_OF_OUTPUT) {
                         row.stream.text.truncate(end + END_OF_OUTPUT.len());
                         Some(FinishReason::Stop)
                     } else if row.tokens.len() >= max_new {
@@ -293,7 +301,10 @@ impl LmGenerator {
                 batch.retain(&keep)?;
             }
             let logits = self.lm.step(&mut batch, &next)?;
-            let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let mut logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for l in logits.iter_mut() {
+                self.mask_stops(l);
+            }
             if logits.len() != rows.len() {
                 return Err(EngineError::Other(format!(
                     "the model returned {} rows of logits for {} rows",
@@ -302,6 +313,17 @@ impl LmGenerator {
                 )));
             }
             next = sample_rows(&logits, &mut rows, settings)?;
+        }
+    }
+
+    /// With `ignore_stops`, end-of-sequence tokens get no probability.
+    fn mask_stops(&self, logits: &mut [f32]) {
+        if self.ignore_stops {
+            for &id in &self.eos {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
         }
     }
 
@@ -336,6 +358,19 @@ impl LmGenerator {
     }
 }
 
+impl LmGenerator {
+    /// The rendered prompt and the whole response: prefilled once per trace. The text to
+    /// continue at a position, [`ChatTemplate::continuation_prompt`] (the same text the remote
+    /// engine sends), is a prefix of it.
+    fn full_text(&self, trace: &Trace) -> String {
+        format!(
+            "{}{}",
+            self.template.render_prompt(&trace.prompt),
+            trace.response
+        )
+    }
+}
+
 impl Generator for LmGenerator {
     fn sample(
         &mut self,
@@ -348,9 +383,8 @@ impl Generator for LmGenerator {
         if seeds.is_empty() {
             return Ok(());
         }
-        let prompt = self.template.render_prompt(&trace.prompt);
-        let full = format!("{prompt}{}", trace.response);
-        let cut = prompt.len() + trace.prefix(position).len();
+        let full = self.full_text(trace);
+        let cut = self.template.continuation_prompt(trace, position).len();
         let (prefix, logits) = self.prefix_at(&full, cut, settings.max_new_tokens as usize)?;
         self.decode_rows(&prefix, &logits, seeds, settings, control)
     }
@@ -382,8 +416,7 @@ impl Generator for LmGenerator {
         settings: &SamplerSettings,
         control: &mut dyn GroupControl,
     ) -> Result<(), EngineError> {
-        let prompt = self.template.render_prompt(&trace.prompt);
-        let full = format!("{prompt}{}", trace.response);
+        let full = self.full_text(trace);
         let max_new = settings.max_new_tokens as usize;
         let mut starts = Vec::with_capacity(work.len());
         for (slot, (position, seeds)) in work.iter().enumerate() {
@@ -391,7 +424,7 @@ impl Generator for LmGenerator {
                 continue;
             }
             // Every position's prefix comes from the one prefilled trace (prefix_at keeps it).
-            let cut = prompt.len() + trace.prefix(*position).len();
+            let cut = self.template.continuation_prompt(trace, *position).len();
             match self.prefix_at(&full, cut, max_new) {
                 Ok((prefix, logits)) => starts.push(Start {
                     slot,
