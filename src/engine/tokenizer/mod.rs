@@ -40,6 +40,8 @@ pub struct TextTokenizer {
     source: PathBuf,
     /// Token strings are GPT-2 byte-level strings, so each token's bytes are known exactly.
     byte_level: bool,
+    /// Ids, added tokens included.
+    vocab_size: usize,
 }
 
 fn model_err(path: &Path, message: impl Into<String>) -> EngineError {
@@ -106,6 +108,9 @@ impl TextTokenizer {
                 }
             }
         }
+        // Counted once: `get_vocab_size(true)` builds the whole vocabulary map on every call,
+        // and `decode` checks ids against it once per token of every rollout.
+        let vocab_size = inner.get_vocab_size(true);
         Self {
             bos_token_id,
             eos_token_ids,
@@ -113,6 +118,7 @@ impl TextTokenizer {
             inner,
             source: source.to_path_buf(),
             byte_level,
+            vocab_size,
         }
     }
 
@@ -123,7 +129,7 @@ impl TextTokenizer {
 
     /// Number of ids, added tokens included (the largest id + 1 for the files we read).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// The id of a token string (e.g. `<|im_end|>`), if it is in the vocabulary.

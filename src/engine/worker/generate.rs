@@ -48,7 +48,31 @@ struct TraceCache {
     /// tokens sharing the bytes of one character); otherwise positions are prefilled from
     /// scratch, which is slower but never wrong.
     tiled: bool,
-    prefix: Prefix,
+    /// The KV of the first tokens, as far as a request has needed so far (None: nothing yet).
+    /// Filled lazily: a job at early positions does not pay for the rest of the trace, and a
+    /// later job extends it instead of starting over.
+    prefix: Option<Prefix>,
+}
+
+impl TraceCache {
+    /// The cache of the first `len` tokens (at most the context), running only the tokens
+    /// not cached yet.
+    fn prefix_upto(&mut self, lm: &Lm, len: usize) -> Result<Prefix, EngineError> {
+        let len = len.min(self.tokens.len()).min(lm.info().max_context);
+        let have = self.prefix.as_ref().map_or(0, |p| p.len());
+        if len > have {
+            let grown = match &self.prefix {
+                Some(p) => lm.extend(p, &self.tokens[have..len])?.0,
+                None => lm.prefill(&self.tokens[..len])?,
+            };
+            self.prefix = Some(grown);
+        }
+        Ok(match &self.prefix {
+            Some(p) => p.truncate(len),
+            // len is 0: the empty view of an empty prefill is not available without a pass.
+            None => lm.prefill(&self.tokens[..1])?.truncate(0),
+        })
+    }
 }
 
 impl LmGenerator {
@@ -132,17 +156,17 @@ impl LmGenerator {
                     "empty prompt and response: nothing to continue".into(),
                 ));
             }
-            // Also when the offsets do not tile: its zero-length view is the empty prefix.
-            let prefix = self.lm.prefill(&tokens[..tokens.len().min(context)])?;
             self.cache = Some(TraceCache {
                 text: text.to_string(),
                 tokens,
                 offsets,
                 tiled,
-                prefix,
+                prefix: None,
             });
         }
-        let cache = self.cache.as_ref().expect("cache was just filled");
+        let Some(cache) = self.cache.as_mut() else {
+            return Err(EngineError::Other("the trace cache was not filled".into()));
+        };
         let (base, rest): (usize, Vec<u32>) = if cache.tiled && self.prefix_reuse {
             // Reuse only the tokens before the whitespace that ends the prefix: byte-level
             // pre-tokenizers split whitespace by what follows it (`\s+(?!\S)`), so "\n\nBefore"
@@ -185,7 +209,15 @@ impl LmGenerator {
                 context,
             });
         }
-        self.lm.extend(&cache.prefix.truncate(base), &rest)
+        let cached = if base == 0 {
+            None
+        } else {
+            Some(cache.prefix_upto(&self.lm, base)?)
+        };
+        match cached {
+            Some(p) => self.lm.extend(&p, &rest),
+            None => from_scratch(&self.lm, &rest),
+        }
     }
 
     /// Decode `seeds.len()` continuations from `prefix` (whose next-token logits are `logits`).
