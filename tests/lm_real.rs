@@ -93,9 +93,10 @@ fn smollm2_loads_decodes_deterministically_and_matches_the_reference() {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    // Same kernels (weights kept quantized): the same numbers.
+    // Same kernels (weights kept quantized, candle's kernels): the same numbers.
     let opts = LoadOptions {
         dense_cpu_limit: 0,
+        block_kernel: false,
         ..LoadOptions::default()
     };
     let quantized = Lm::load_with(&path, &Device::Cpu, &opts).unwrap();
@@ -112,8 +113,18 @@ fn smollm2_loads_decodes_deterministically_and_matches_the_reference() {
         worst < 1e-2,
         "max logit difference to quantized_llama: {worst}"
     );
-    // f32-expanded weights (the CPU default) differ only by the activation quantization the
-    // quantized kernels do: same top token, logits close.
+    // The CPU default (our block kernel: f32 arithmetic on the dequantized weights) differs
+    // only by the activation quantization the quantized kernels do: same top token, logits
+    // close; and it agrees with the weights expanded to f32 for candle's gemm.
+    let f32_opts = LoadOptions {
+        block_kernel: false,
+        ..LoadOptions::default()
+    };
+    let expanded = Lm::load_with(&path, &Device::Cpu, &f32_opts).unwrap();
+    let (_, gemm) = expanded
+        .extend(&expanded.prefill(&seq[..1]).unwrap(), &seq[1..])
+        .unwrap();
+    let gemm = gemm.to_vec1::<f32>().unwrap();
     let (_, dense) = lm
         .extend(&lm.prefill(&seq[..1]).unwrap(), &seq[1..])
         .unwrap();
@@ -127,4 +138,13 @@ fn smollm2_loads_decodes_deterministically_and_matches_the_reference() {
     assert!(worst < 2.0, "f32 vs quantized logits differ by {worst}");
     let top = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
     assert_eq!(top(&dense), top(&r));
+    let worst = dense
+        .iter()
+        .zip(&gemm)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-3,
+        "block kernel vs f32 gemm logits differ by {worst}"
+    );
 }

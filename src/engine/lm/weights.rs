@@ -64,7 +64,8 @@ impl Matrix {
             Matrix::Quantized(QMatMul::QTensor(t)) => {
                 format!("{:?} (candle quantized kernels)", t.dtype())
             }
-            Matrix::Quantized(_) => "candle matmul".into(),
+            // GGUF F32/F16 tensors: candle holds them as plain tensors.
+            Matrix::Quantized(_) => "f32 gemm".into(),
             Matrix::Blocks(b) => format!("{} blocks (AVX-512 kernel)", b.type_name()),
             Matrix::Hybrid(b, _) => format!(
                 "{} blocks (AVX-512 kernel) up to {BLOCK_KERNEL_MAX_ROWS} rows, f32 gemm above",
