@@ -13,6 +13,7 @@ use candle_core::{DType, Tensor};
 use super::wire::{ApiError, Finish, GenParams, Prompt};
 use crate::engine::lm::Prefix;
 use crate::engine::sampler::{rollout_seed, sample_token, splitmix64, Rng};
+use crate::engine::tokenizer::{TextTokenizer, TokenStream};
 use crate::engine::worker::LmGenerator;
 use crate::engine::EngineError;
 use crate::trace::Message;
@@ -300,7 +301,7 @@ impl Engine {
                         }
                     }
                     done[*index] = Some(Choice {
-                        text: std::mem::take(&mut row.stream.text),
+                        text: std::mem::take(&mut row.stream.decoded.text),
                         finish,
                         tokens: row.tokens.len(),
                     });
@@ -357,65 +358,35 @@ impl RowState {
     }
 }
 
-/// Incremental decoding: decode a small window of recent tokens and append the new characters
-/// once they form complete UTF-8 (byte-level tokens can split a character). The same idea as
-/// the worker's private stream in engine/worker/generate.rs.
+/// A row's text as it is decoded ([`TokenStream`]), searched for stop strings as it grows.
 #[derive(Default)]
 struct TextStream {
-    text: String,
-    prev: usize,
-    current: usize,
-    /// Bytes of `text` already searched for stop strings (minus an overlap).
+    decoded: TokenStream,
+    /// Bytes of the text already searched for stop strings (minus an overlap).
     searched: usize,
 }
 
 impl TextStream {
-    fn push(
-        &mut self,
-        tok: &crate::engine::tokenizer::TextTokenizer,
-        tokens: &[u32],
-    ) -> Result<(), EngineError> {
-        let before = tok.decode(&tokens[self.prev..self.current])?;
-        let now = tok.decode(&tokens[self.prev..])?;
-        if now.len() > before.len()
-            && !now.ends_with('\u{FFFD}')
-            && now.is_char_boundary(before.len())
-        {
-            self.text.push_str(&now[before.len()..]);
-            self.prev = self.current;
-            self.current = tokens.len();
-        }
-        Ok(())
+    fn push(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
+        self.decoded.push(tok, tokens)
     }
 
-    fn flush(
-        &mut self,
-        tok: &crate::engine::tokenizer::TextTokenizer,
-        tokens: &[u32],
-    ) -> Result<(), EngineError> {
-        if self.current < tokens.len() {
-            let before = tok.decode(&tokens[self.prev..self.current])?;
-            let now = tok.decode(&tokens[self.prev..])?;
-            if now.len() > before.len() && now.is_char_boundary(before.len()) {
-                self.text.push_str(&now[before.len()..]);
-            }
-            self.current = tokens.len();
-        }
-        Ok(())
+    fn flush(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
+        self.decoded.flush(tok, tokens)
     }
 
     /// Cut the text before the earliest stop string it now holds; whether one was found.
     fn cut_at_stop(&mut self, stops: &[String]) -> bool {
-        let cut = earliest_stop(&self.text, self.searched, stops);
-        match cut {
+        let text = &mut self.decoded.text;
+        match earliest_stop(text, self.searched, stops) {
             Some(at) => {
-                self.text.truncate(at);
+                text.truncate(at);
                 true
             }
             None => {
                 let longest = stops.iter().map(String::len).max().unwrap_or(0);
                 // A stop string may straddle the old end: search again from that far back.
-                self.searched = floor_char(&self.text, self.text.len().saturating_sub(longest));
+                self.searched = floor_char(text, text.len().saturating_sub(longest));
                 false
             }
         }
@@ -521,15 +492,13 @@ mod tests {
 
     #[test]
     fn stream_cut_keeps_text_before_a_stop_spanning_two_pushes() {
-        let mut s = TextStream {
-            text: "hello EN".into(),
-            ..Default::default()
-        };
+        let mut s = TextStream::default();
+        s.decoded.text = "hello EN".into();
         let stops = vec!["END".to_string()];
         assert!(!s.cut_at_stop(&stops));
-        s.text.push_str("D and more");
+        s.decoded.text.push_str("D and more");
         assert!(s.cut_at_stop(&stops));
-        assert_eq!(s.text, "hello ");
+        assert_eq!(s.decoded.text, "hello ");
     }
 
     #[test]

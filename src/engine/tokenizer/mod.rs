@@ -335,3 +335,43 @@ fn ids_from_configs(dir: &Path) -> (Option<u32>, Vec<u32>) {
     }
     (bos, eos)
 }
+
+/// Incremental decoding (candle's TokenOutputStream idea): decode a small window of recent
+/// tokens and append the new characters once they form complete UTF-8 (byte-level tokens can
+/// split a character).
+#[derive(Clone, Debug, Default)]
+pub struct TokenStream {
+    /// The text decoded so far.
+    pub text: String,
+    prev: usize,
+    current: usize,
+}
+
+impl TokenStream {
+    pub fn push(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
+        let before = tok.decode(&tokens[self.prev..self.current])?;
+        let now = tok.decode(&tokens[self.prev..])?;
+        if now.len() > before.len()
+            && !now.ends_with('\u{FFFD}')
+            && now.is_char_boundary(before.len())
+        {
+            self.text.push_str(&now[before.len()..]);
+            self.prev = self.current;
+            self.current = tokens.len();
+        }
+        Ok(())
+    }
+
+    /// Append whatever is still held back (an incomplete character at the very end).
+    pub fn flush(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
+        if self.current < tokens.len() {
+            let before = tok.decode(&tokens[self.prev..self.current])?;
+            let now = tok.decode(&tokens[self.prev..])?;
+            if now.len() > before.len() && now.is_char_boundary(before.len()) {
+                self.text.push_str(&now[before.len()..]);
+            }
+            self.current = tokens.len();
+        }
+        Ok(())
+    }
+}

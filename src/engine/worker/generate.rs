@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::engine::chat::ChatTemplate;
 use crate::engine::lm::{Lm, Prefix};
 use crate::engine::sampler::{sample_token, Rng};
-use crate::engine::tokenizer::TextTokenizer;
+use crate::engine::tokenizer::{TextTokenizer, TokenStream};
 use crate::engine::EngineError;
 use crate::trace::{FinishReason, Message, SamplerSettings, Trace};
 
@@ -599,45 +599,6 @@ impl Row {
             tokens: self.tokens.len() as u32,
             finish,
         }
-    }
-}
-
-/// Incremental decoding (candle's TokenOutputStream idea): decode a small window of recent
-/// tokens and append the new characters once they form complete UTF-8 (byte-level tokens can
-/// split a character).
-#[derive(Default)]
-struct TokenStream {
-    text: String,
-    prev: usize,
-    current: usize,
-}
-
-impl TokenStream {
-    fn push(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
-        let before = tok.decode(&tokens[self.prev..self.current])?;
-        let now = tok.decode(&tokens[self.prev..])?;
-        if now.len() > before.len()
-            && !now.ends_with('\u{FFFD}')
-            && now.is_char_boundary(before.len())
-        {
-            self.text.push_str(&now[before.len()..]);
-            self.prev = self.current;
-            self.current = tokens.len();
-        }
-        Ok(())
-    }
-
-    /// Append whatever is still held back (an incomplete character at the very end).
-    fn flush(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
-        if self.current < tokens.len() {
-            let before = tok.decode(&tokens[self.prev..self.current])?;
-            let now = tok.decode(&tokens[self.prev..])?;
-            if now.len() > before.len() && now.is_char_boundary(before.len()) {
-                self.text.push_str(&now[before.len()..]);
-            }
-            self.current = tokens.len();
-        }
-        Ok(())
     }
 }
 
