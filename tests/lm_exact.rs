@@ -386,3 +386,44 @@ fn logits_match_candle_transformers_quantized_models() {
         );
     }
 }
+
+#[test]
+fn the_fused_cpu_attention_equals_the_tensor_op_attention() {
+    // Rows of three prefixes of different lengths (one empty) in one batch, several steps, all
+    // three architectures (grouped-query heads, biases, q/k norms).
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
+        let spec = TinySpec::new(arch, 33);
+        let path = dir.path().join(format!("tiny-attn-{}.gguf", arch.name()));
+        write_tiny_gguf(&path, &spec).unwrap();
+        let load = |fused_attention: bool| {
+            let opts = LoadOptions {
+                fused_attention,
+                ..LoadOptions::default()
+            };
+            Lm::load_with(&path, &Device::Cpu, &opts).unwrap()
+        };
+        let (fused, ops) = (load(true), load(false));
+        let seq = tokens(spec.vocab, 24);
+        let (pf, po) = (fused.prefill(&seq).unwrap(), ops.prefill(&seq).unwrap());
+        let groups = |p: &anchorscope::engine::lm::Prefix| {
+            vec![(p.truncate(0), 1), (p.truncate(9), 2), (p.truncate(24), 3)]
+        };
+        let (gf, go) = (groups(&pf), groups(&po));
+        let rf: Vec<_> = gf.iter().map(|(p, n)| (p, *n)).collect();
+        let ro: Vec<_> = go.iter().map(|(p, n)| (p, *n)).collect();
+        let mut bf = fused.batch_of(&rf).unwrap();
+        let mut bo = ops.batch_of(&ro).unwrap();
+        let mut next: Vec<u32> = (0..6).map(|i| (i * 7 + 1) as u32).collect();
+        for step in 0..4 {
+            let lf = fused.step(&mut bf, &next).unwrap();
+            let lo = ops.step(&mut bo, &next).unwrap();
+            let (vf, vo) = (
+                vec1(&lf.flatten_all().unwrap()),
+                vec1(&lo.flatten_all().unwrap()),
+            );
+            assert_close(&vf, &vo, 1e-4, &format!("{arch:?} step {step}"));
+            next = lo.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        }
+    }
+}

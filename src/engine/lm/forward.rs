@@ -9,6 +9,7 @@ use candle_core::{Device, Result, Tensor, D};
 use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::{rope, rope_i};
 
+use super::attention::{decode_attention, SharedKv};
 use super::config::Config;
 use super::weights::{Layer, Weights};
 
@@ -19,6 +20,8 @@ pub(crate) struct Model {
     pub cfg: Config,
     pub w: Weights,
     pub device: Device,
+    /// Decode-step attention in one pass on CPU (see `attention.rs`); off: tensor ops.
+    pub fused_attention: bool,
 }
 
 impl Model {
@@ -144,6 +147,48 @@ impl Model {
         Ok((kv, logits))
     }
 
+    /// The tensor-op attention of a decoding step (GPUs, and the reference the fused CPU pass
+    /// is checked against): [r, nkv, g, hd] per row.
+    fn attend_segments(
+        &self,
+        segments: &[Segment<'_>],
+        li: usize,
+        q: &Tensor,
+        rk: &Tensor,
+        rv: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (r, hd, nkv, g) = (q.dim(0)?, c.head_dim, c.n_kv_heads, c.groups());
+        let q = q.reshape((r, nkv, g, hd))?;
+        // Scores over the rows' own tokens: [r, nkv, g, t+1].
+        let own = q.matmul(&rk.t()?)?;
+        let mut ys = Vec::with_capacity(segments.len());
+        let mut first = 0;
+        for seg in segments {
+            let shared = match seg.kv.get(li) {
+                Some((pk, pv)) if seg.past > 0 => Some((pk, pv)),
+                _ => None,
+            };
+            let part = |t: &Tensor| t.narrow(0, first, seg.rows);
+            ys.push(attend(
+                &part(&q)?,
+                &part(&own)?,
+                &part(rv)?,
+                shared,
+                seg.past,
+                scale,
+            )?);
+            first += seg.rows;
+        }
+        let y = if ys.len() == 1 {
+            ys.swap_remove(0)
+        } else {
+            Tensor::cat(&ys, 0)?
+        };
+        Ok(y)
+    }
+
     /// cos/sin [rows, 1, head_dim/2], one position per row (rows of a batch may continue
     /// prefixes of different lengths).
     fn rope_rows(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
@@ -172,7 +217,7 @@ impl Model {
         tokens: &[u32],
     ) -> Result<(Kv, Tensor)> {
         let c = &self.cfg;
-        let (r, hd, nkv, g) = (tokens.len(), c.head_dim, c.n_kv_heads, c.groups());
+        let (r, hd) = (tokens.len(), c.head_dim);
         if segments.iter().map(|s| s.rows).sum::<usize>() != r {
             candle_core::bail!("step: segments do not cover the {r} rows");
         }
@@ -196,31 +241,31 @@ impl Model {
                 Some((ok, ov)) if t > 0 => (Tensor::cat(&[ok, &k], 2)?, Tensor::cat(&[ov, &v], 2)?),
                 _ => (k, v),
             };
-            let q = q.reshape((r, nkv, g, hd))?;
-            // Scores over the rows' own tokens: [r, nkv, g, t+1].
-            let own = q.matmul(&rk.t()?)?;
-            let mut ys = Vec::with_capacity(segments.len());
-            let mut first = 0;
-            for seg in segments {
-                let shared = match seg.kv.get(li) {
-                    Some((pk, pv)) if seg.past > 0 => Some((pk, pv)),
-                    _ => None,
-                };
-                let part = |t: &Tensor| t.narrow(0, first, seg.rows);
-                ys.push(attend(
-                    &part(&q)?,
-                    &part(&own)?,
-                    &part(&rv)?,
-                    shared,
-                    seg.past,
-                    scale,
-                )?);
-                first += seg.rows;
-            }
-            let y = if ys.len() == 1 {
-                ys.swap_remove(0)
+            let fused = if self.fused_attention && self.device.is_cpu() {
+                let shared: Vec<SharedKv<'_>> = segments
+                    .iter()
+                    .map(|seg| match seg.kv.get(li) {
+                        Some((pk, pv)) if seg.past > 0 => SharedKv {
+                            k: pk,
+                            v: pv,
+                            past: seg.past,
+                            rows: seg.rows,
+                        },
+                        _ => SharedKv {
+                            k: &rk,
+                            v: &rv,
+                            past: 0,
+                            rows: seg.rows,
+                        },
+                    })
+                    .collect();
+                decode_attention(&q, &rk, &rv, &shared, scale as f32)?
             } else {
-                Tensor::cat(&ys, 0)?
+                None
+            };
+            let y = match fused {
+                Some(y) => y,
+                None => self.attend_segments(segments, li, &q, &rk, &rv, scale)?,
             };
             let y = y.reshape((r, c.n_heads * hd))?;
             x = (x + layer.o.forward(&y)?)?;

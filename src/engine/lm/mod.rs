@@ -6,6 +6,7 @@
 //! the cache of every position (truncation is a view), and a [`Batch`] of N rollouts reads that
 //! one prefix while keeping only its own new tokens' KV per row.
 
+mod attention;
 mod config;
 mod forward;
 mod gguf;
@@ -51,6 +52,9 @@ pub struct LoadOptions {
     /// from their blocks by our kernel (least memory traffic, f32 arithmetic); this takes
     /// precedence over `dense_cpu_limit` for those matrices. Off: candle's kernels only.
     pub block_kernel: bool,
+    /// On CPU, a decoding step's attention runs as one pass over each row's prefix and own
+    /// tokens instead of a series of tensor operations (same arithmetic, far fewer copies).
+    pub fused_attention: bool,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +64,7 @@ impl Default for LoadOptions {
             dense_cpu_limit: 1 << 30,
             prefill_chunk: 256,
             block_kernel: true,
+            fused_attention: true,
         }
     }
 }
@@ -246,6 +251,7 @@ impl Lm {
                 cfg,
                 w,
                 device: device.clone(),
+                fused_attention: opts.fused_attention,
             },
         })
     }
