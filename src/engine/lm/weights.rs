@@ -173,13 +173,6 @@ impl Projections {
             })
             .collect();
         let all_dense = dense.len() == parts.len();
-        if fused_blocks.is_none() && !all_dense {
-            return Ok(Self {
-                fused: None,
-                parts,
-                sizes,
-            });
-        }
         let device = match parts.iter().find_map(|p| p.b.as_ref()) {
             Some(b) => b.device().clone(),
             None => candle_core::Device::Cpu,
@@ -205,6 +198,7 @@ impl Projections {
             (Some(f), Some(wt)) => Matrix::Hybrid(f, Box::new(Matrix::Dense(wt))),
             (Some(f), None) => Matrix::Blocks(f),
             (None, Some(wt)) => Matrix::Dense(wt),
+            // Nothing to fuse (mixed kinds, or candle's quantized kernels).
             (None, None) => {
                 return Ok(Self {
                     fused: None,

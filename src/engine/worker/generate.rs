@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use crate::engine::chat::ChatTemplate;
 use crate::engine::lm::{Lm, Prefix};
@@ -56,9 +57,12 @@ struct TraceCache {
 
 impl TraceCache {
     /// The cache of the first `len` tokens (at most the context), running only the tokens
-    /// not cached yet.
-    fn prefix_upto(&mut self, lm: &Lm, len: usize) -> Result<Prefix, EngineError> {
+    /// not cached yet; None for no tokens.
+    fn prefix_upto(&mut self, lm: &Lm, len: usize) -> Result<Option<Prefix>, EngineError> {
         let len = len.min(self.tokens.len()).min(lm.info().max_context);
+        if len == 0 {
+            return Ok(None);
+        }
         let have = self.prefix.as_ref().map_or(0, |p| p.len());
         if len > have {
             let grown = match &self.prefix {
@@ -67,11 +71,7 @@ impl TraceCache {
             };
             self.prefix = Some(grown);
         }
-        Ok(match &self.prefix {
-            Some(p) => p.truncate(len),
-            // len is 0: the empty view of an empty prefill is not available without a pass.
-            None => lm.prefill(&self.tokens[..1])?.truncate(0),
-        })
+        Ok(self.prefix.as_ref().map(|p| p.truncate(len)))
     }
 }
 
@@ -209,12 +209,7 @@ impl LmGenerator {
                 context,
             });
         }
-        let cached = if base == 0 {
-            None
-        } else {
-            Some(cache.prefix_upto(&self.lm, base)?)
-        };
-        match cached {
+        match cache.prefix_upto(&self.lm, base)? {
             Some(p) => self.lm.extend(&p, &rest),
             None => from_scratch(&self.lm, &rest),
         }
@@ -344,7 +339,7 @@ impl LmGenerator {
                     rows.len()
                 )));
             }
-            next = sample_rows(&logits, &mut rows, settings)?;
+            next = sample_rows(&logits, &mut rows, settings);
         }
     }
 
@@ -506,47 +501,15 @@ struct Start {
 }
 
 /// The next token of every row (top-p over its logits with its own generator). Rows are
-/// independent, so with many rows they are sampled on all cores: the softmax over a
+/// independent, so they are sampled on the shared thread pool: the softmax over a
 /// 50 000-token vocabulary per row is otherwise a serial tail after every decoding step.
-fn sample_rows(
-    logits: &[Vec<f32>],
-    rows: &mut [Row],
-    settings: &SamplerSettings,
-) -> Result<Vec<u32>, EngineError> {
+fn sample_rows(logits: &[Vec<f32>], rows: &mut [Row], settings: &SamplerSettings) -> Vec<u32> {
     let (t, p) = (settings.temperature, settings.top_p);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if threads <= 1 || rows.len() < 8 {
-        return Ok(rows
-            .iter_mut()
-            .zip(logits)
-            .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
-            .collect());
-    }
-    let chunk = rows.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .chunks_mut(chunk)
-            .zip(logits.chunks(chunk))
-            .map(|(rs, ls)| {
-                s.spawn(move || {
-                    rs.iter_mut()
-                        .zip(ls)
-                        .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
-                        .collect::<Vec<u32>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(logits.len());
-        for h in handles {
-            out.extend(
-                h.join()
-                    .map_err(|_| EngineError::Other("a sampling thread panicked".into()))?,
-            );
-        }
-        Ok(out)
-    })
+    rows.par_iter_mut()
+        .zip(logits.par_iter())
+        .with_min_len(4)
+        .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
+        .collect()
 }
 
 /// The cache and next-token logits of `tokens` (not empty) without any reuse.
