@@ -309,9 +309,13 @@ fn batched_rows_match_single_row_decoding_and_retain_keeps_the_right_rows() {
         }
         assert_eq!(batch.rows(), 2);
         assert_eq!(batch.context_len(), 14);
-        // Memory: rows × own tokens × layers × (K+V) × kv heads × head_dim; no prefix copies.
+        // Memory: rows × own positions held × layers × (K+V) × kv heads × head_dim; no prefix
+        // copies. The positions held are the 5 fed, rounded up to the buffer's first capacity
+        // (32) or at most doubled.
         let per_token = spec.layers * 2 * spec.kv_heads * spec.head_dim;
-        assert_eq!(batch.own_kv_elements(), 2 * 5 * per_token);
+        let held = batch.own_kv_capacity();
+        assert!((5..=32).contains(&held), "{held} positions held for 5");
+        assert_eq!(batch.own_kv_elements(), 2 * held * per_token);
         assert_eq!(batch.prefix().len(), 9);
     }
 }
@@ -390,11 +394,23 @@ fn logits_match_candle_transformers_quantized_models() {
 #[test]
 fn the_fused_cpu_attention_equals_the_tensor_op_attention() {
     // Rows of three prefixes of different lengths (one empty) in one batch, several steps, all
-    // three architectures (grouped-query heads, biases, q/k norms).
+    // three architectures (grouped-query heads, biases, q/k norms). Head sizes 32, 64 and 128
+    // take the query-tiled path on AVX-512 CPUs (the last group's 22 queries per KV head fill
+    // one tile and part of another), 16 the row-by-row one.
     let dir = tempfile::tempdir().unwrap();
-    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
-        let spec = TinySpec::new(arch, 33);
-        let path = dir.path().join(format!("tiny-attn-{}.gguf", arch.name()));
+    for (arch, head_dim) in [
+        (Arch::Llama, 16),
+        (Arch::Qwen2, 16),
+        (Arch::Qwen3, 16),
+        (Arch::Llama, 32),
+        (Arch::Qwen2, 64),
+        (Arch::Qwen3, 128),
+    ] {
+        let mut spec = TinySpec::new(arch, 33);
+        spec.head_dim = head_dim;
+        let path = dir
+            .path()
+            .join(format!("tiny-attn-{}-{head_dim}.gguf", arch.name()));
         write_tiny_gguf(&path, &spec).unwrap();
         let load = |fused_attention: bool| {
             let opts = LoadOptions {
@@ -407,14 +423,14 @@ fn the_fused_cpu_attention_equals_the_tensor_op_attention() {
         let seq = tokens(spec.vocab, 24);
         let (pf, po) = (fused.prefill(&seq).unwrap(), ops.prefill(&seq).unwrap());
         let groups = |p: &anchorscope::engine::lm::Prefix| {
-            vec![(p.truncate(0), 1), (p.truncate(9), 2), (p.truncate(24), 3)]
+            vec![(p.truncate(0), 1), (p.truncate(9), 2), (p.truncate(24), 11)]
         };
         let (gf, go) = (groups(&pf), groups(&po));
         let rf: Vec<_> = gf.iter().map(|(p, n)| (p, *n)).collect();
         let ro: Vec<_> = go.iter().map(|(p, n)| (p, *n)).collect();
         let mut bf = fused.batch_of(&rf).unwrap();
         let mut bo = ops.batch_of(&ro).unwrap();
-        let mut next: Vec<u32> = (0..6).map(|i| (i * 7 + 1) as u32).collect();
+        let mut next: Vec<u32> = (0..14).map(|i| (i * 7 + 1) as u32 % 96).collect();
         for step in 0..4 {
             let lf = fused.step(&mut bf, &next).unwrap();
             let lo = ops.step(&mut bo, &next).unwrap();
@@ -422,7 +438,12 @@ fn the_fused_cpu_attention_equals_the_tensor_op_attention() {
                 vec1(&lf.flatten_all().unwrap()),
                 vec1(&lo.flatten_all().unwrap()),
             );
-            assert_close(&vf, &vo, 1e-4, &format!("{arch:?} step {step}"));
+            assert_close(
+                &vf,
+                &vo,
+                1e-4,
+                &format!("{arch:?} hd {head_dim} step {step}"),
+            );
             next = lo.argmax(1).unwrap().to_vec1::<u32>().unwrap();
         }
     }

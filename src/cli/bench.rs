@@ -44,6 +44,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         }
     }
     let memory_rows = parse_rows(&args.memory_rows)?;
+    let job_names = parse_jobs(&args.jobs)?;
     let work = WorkDir::new()?;
     let peer = match args.peer {
         PeerArg::Python => Some(Peer::check(&args.python, &work.0)?),
@@ -87,7 +88,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
     };
     let mut notes = Vec::new();
     let mut jobs = Vec::new();
-    for job in ["single", "sweep"] {
+    for job in job_names {
         eprintln!(
             "bench: anchorscope {job} ({} rows × {} tokens)…",
             args.rows, args.new_tokens
@@ -295,6 +296,21 @@ pub fn parse_rows(spec: &str) -> anyhow::Result<Vec<usize>> {
     rows.sort_unstable();
     rows.dedup();
     Ok(rows)
+}
+
+/// `sweep,single` → the jobs named, in the benchmark's order (single first).
+pub fn parse_jobs(spec: &str) -> anyhow::Result<Vec<&'static str>> {
+    let mut wanted = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        match ["single", "sweep"].into_iter().find(|j| *j == part) {
+            Some(j) => wanted.push(j),
+            None => bail!("--jobs {spec}: {part:?} is not a job (single, sweep)"),
+        }
+    }
+    Ok(["single", "sweep"]
+        .into_iter()
+        .filter(|j| wanted.contains(j))
+        .collect())
 }
 
 /// The longest `q-*.json` trace in ./sample-traces (or the source tree's), by file size.
@@ -508,5 +524,13 @@ mod tests {
         let err = parse_rows("1,0").unwrap_err().to_string();
         assert!(err.contains("--memory-rows"), "{err}");
         assert!(parse_rows("a").is_err());
+    }
+
+    #[test]
+    fn jobs_parse_in_order_and_reject_unknown_names() {
+        assert_eq!(parse_jobs("sweep,single").unwrap(), vec!["single", "sweep"]);
+        assert_eq!(parse_jobs("sweep").unwrap(), vec!["sweep"]);
+        let err = parse_jobs("single,fast").unwrap_err().to_string();
+        assert!(err.contains("\"fast\""), "{err}");
     }
 }

@@ -237,6 +237,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LIST", default_value = "1,16,64")]
     pub memory_rows: String,
 
+    /// Which jobs to run (comma list of single, sweep).
+    #[arg(long, value_name = "LIST", default_value = "single,sweep")]
+    pub jobs: String,
+
     /// The trace whose text both sides continue (default: the longest sample-traces/q-*.json).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,

@@ -7,6 +7,8 @@
 use candle_core::{Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::attention_tiles as tiles;
+
 /// A group's shared prefix for one layer: K and V [1, nkv, past, hd] (possibly a narrowed view).
 pub(crate) struct SharedKv<'a> {
     pub k: &'a Tensor,
@@ -25,12 +27,13 @@ fn cpu_f32(storage: &Storage) -> Option<&[f32]> {
 
 /// Strided view of a [b, nkv, positions, hd] tensor whose last dimension is contiguous.
 #[derive(Clone, Copy)]
-struct View<'a> {
+pub(crate) struct View<'a> {
     data: &'a [f32],
     start: usize,
     batch: usize,
     head: usize,
-    pos: usize,
+    /// Floats from one position to the next.
+    pub pos: usize,
 }
 
 impl<'a> View<'a> {
@@ -48,14 +51,19 @@ impl<'a> View<'a> {
         })
     }
 
-    fn vec(&self, b: usize, h: usize, p: usize, hd: usize) -> &'a [f32] {
+    pub fn vec(&self, b: usize, h: usize, p: usize, hd: usize) -> &'a [f32] {
         let at = self.start + b * self.batch + h * self.head + p * self.pos;
         &self.data[at..at + hd]
+    }
+
+    /// Where (b, h)'s first position starts (the tiled path walks the positions itself).
+    pub fn ptr(&self, b: usize, h: usize) -> *const f32 {
+        self.data[self.start + b * self.batch + h * self.head..].as_ptr()
     }
 }
 
 /// Dot product with independent partial sums (so it vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -117,6 +125,36 @@ pub(crate) fn decode_attention(
             (Some(pk), Some(pv)) => prefix.push(Some((pk, pv, *past))),
             _ => return Ok(None),
         }
+    }
+    if tiles::supported(hd) {
+        let mut first_row = 0;
+        let tiled: Vec<tiles::Group<'_>> = groups
+            .iter()
+            .zip(&prefix)
+            .map(|(g, p)| {
+                let group = tiles::Group {
+                    first_row,
+                    rows: g.rows,
+                    prefix: *p,
+                };
+                first_row += g.rows;
+                group
+            })
+            .collect();
+        let inputs = tiles::Inputs {
+            q: qv,
+            k: kv,
+            v: vv,
+            own_len,
+            heads,
+            nkv,
+            hd,
+            scale,
+        };
+        let y = tiles::attend(&inputs, &tiled, r);
+        drop(tiled);
+        drop((qs, ks, vs, shared));
+        return Ok(Some(Tensor::from_vec(y, (r, heads * hd), q.device())?));
     }
     let mut y = vec![0f32; r * heads * hd];
     y.par_chunks_mut(heads * hd)

@@ -161,6 +161,8 @@ impl Model {
         let c = &self.cfg;
         let (r, hd, nkv, g) = (q.dim(0)?, c.head_dim, c.n_kv_heads, c.groups());
         let q = q.reshape((r, nkv, g, hd))?;
+        // The rows' own KV is a view into longer buffers.
+        let (rk, rv) = (&rk.contiguous()?, &rv.contiguous()?);
         // Scores over the rows' own tokens: [r, nkv, g, t+1].
         let own = q.matmul(&rk.t()?)?;
         let mut ys = Vec::with_capacity(segments.len());
@@ -207,8 +209,9 @@ impl Model {
 
     /// One token per row. The rows are grouped by the prefix they continue (`segments`, in
     /// row order; each prefix [1, nkv, past, hd] per layer is shared by its rows, never
-    /// copied); `rows` ([r, nkv, t, hd] per layer, empty when t is 0) is each row's own
-    /// tokens. Returns the rows' KV grown by one position and logits [r, vocab].
+    /// copied); `rows` ([r, nkv, capacity ≥ t, hd] per layer, the first t positions filled;
+    /// empty when t is 0) is each row's own tokens. Returns the rows' KV with position t
+    /// filled (the same buffers, written in place, while they have room) and logits [r, vocab].
     pub fn step(
         &self,
         segments: &[Segment<'_>],
@@ -237,10 +240,10 @@ impl Model {
             let q = self.rope(&q.unsqueeze(2)?, &cos, &sin)?;
             let k = self.rope(&k.unsqueeze(2)?, &cos, &sin)?;
             let v = v.unsqueeze(2)?.contiguous()?;
-            let (rk, rv) = match rows.get(li) {
-                Some((ok, ov)) if t > 0 => (Tensor::cat(&[ok, &k], 2)?, Tensor::cat(&[ov, &v], 2)?),
-                _ => (k, v),
-            };
+            let old = rows.get(li).filter(|_| t > 0);
+            let bk = append_position(old.map(|(k, _)| k), &k, t)?;
+            let bv = append_position(old.map(|(_, v)| v), &v, t)?;
+            let (rk, rv) = (bk.narrow(2, 0, t + 1)?, bv.narrow(2, 0, t + 1)?);
             let fused = if self.fused_attention && self.device.is_cpu() {
                 let shared: Vec<SharedKv<'_>> = segments
                     .iter()
@@ -270,10 +273,34 @@ impl Model {
             let y = y.reshape((r, c.n_heads * hd))?;
             x = (x + layer.o.forward(&y)?)?;
             x = self.mlp(layer, &x)?;
-            out.push((rk, rv));
+            out.push((bk, bv));
         }
         Ok((out, self.logits(&x)?))
     }
+}
+
+/// Positions a rows' KV buffer starts with.
+const MIN_KV_CAPACITY: usize = 32;
+
+/// A rows' KV buffer [r, nkv, capacity, hd] holding positions 0..t (`old`; None when t is 0)
+/// with position t set to `new` [r, nkv, 1, hd]. Written in place while there is room, else
+/// moved to a buffer twice as long: appending costs O(1) a position instead of copying all
+/// of them every step, and memory stays within twice what the rows' tokens need.
+fn append_position(old: Option<&Tensor>, new: &Tensor, t: usize) -> Result<Tensor> {
+    let new = new.contiguous()?;
+    let (r, nkv, _, hd) = new.dims4()?;
+    let buf = match old {
+        Some(b) if b.dim(2)? > t => b.clone(),
+        Some(b) => {
+            let cap = (2 * t).max(MIN_KV_CAPACITY);
+            let grown = Tensor::zeros((r, nkv, cap, hd), new.dtype(), new.device())?;
+            grown.slice_set(&b.narrow(2, 0, t)?.contiguous()?, 2, 0)?;
+            grown
+        }
+        None => Tensor::zeros((r, nkv, MIN_KV_CAPACITY, hd), new.dtype(), new.device())?,
+    };
+    buf.slice_set(&new, 2, t)?;
+    Ok(buf)
 }
 
 /// Rows that continue one cached prefix: its KV per layer ([1, nkv, past, hd]; empty when

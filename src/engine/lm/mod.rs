@@ -7,6 +7,7 @@
 //! one prefix while keeping only its own new tokens' KV per row.
 
 mod attention;
+mod attention_tiles;
 mod config;
 mod forward;
 mod gguf;
@@ -143,7 +144,9 @@ pub struct Batch {
     rows: usize,
     /// Tokens each row has fed since its prefix.
     new_tokens: usize,
-    /// Per layer (K, V), each [rows, n_kv_heads, new_tokens, head_dim]; empty before the first step.
+    /// Per layer (K, V), each [rows, n_kv_heads, capacity, head_dim] with the first
+    /// `new_tokens` positions filled (see `forward::append_position`); empty before the first
+    /// step.
     kv: Kv,
 }
 
@@ -157,13 +160,22 @@ impl Batch {
         self.new_tokens
     }
 
-    /// Floats held by the rows' own KV (all layers): grows with rows × new tokens; the shared
-    /// prefixes are not counted because they are not copied.
+    /// Floats held by the rows' own KV (all layers, allocated capacity included): grows with
+    /// rows × new tokens; the shared prefixes are not counted because they are not copied.
     pub fn own_kv_elements(&self) -> usize {
         self.kv
             .iter()
             .map(|(k, v)| k.elem_count() + v.elem_count())
             .sum()
+    }
+
+    /// Positions each row's own KV buffers hold (filled or not): at least `new_tokens`, at
+    /// most twice that or the first capacity.
+    pub fn own_kv_capacity(&self) -> usize {
+        self.kv
+            .first()
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
     }
 
     /// The prefix the first group of rows continues (the only one for a one-prefix batch).

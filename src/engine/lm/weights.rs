@@ -22,17 +22,7 @@ pub(crate) enum Matrix {
     /// GGUF blocks read by our CPU kernel (see [`BlockMatrix`]): the memory of the quantized
     /// file, the arithmetic of the f32 matrix.
     Blocks(BlockMatrix),
-    /// Both: the block kernel for a few rows (decoding, where reading the weights is the
-    /// cost) and f32 gemm [in, out] for many (prefill, large sweeps, where gemm's blocking
-    /// makes better use of the arithmetic units). The same f32 values either way.
-    /// The second matrix is [`Matrix::Dense`] or [`Matrix::DenseRows`].
-    Hybrid(BlockMatrix, Box<Matrix>),
 }
-
-/// Up to this many rows the block kernel beats f32 gemm on CPU (measured with
-/// `tests/lm_speed.rs` on SmolLM2: 16 rows 119 vs 168 ms a step, 32 rows 217 vs 288, 64 rows
-/// 504 vs 466).
-const BLOCK_KERNEL_MAX_ROWS: usize = 48;
 
 impl Matrix {
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
@@ -41,13 +31,6 @@ impl Matrix {
             Matrix::Dense(wt) => x.matmul(wt),
             Matrix::DenseRows(w) => x.matmul(&w.t()?),
             Matrix::Blocks(b) => block_matmul(b, x),
-            Matrix::Hybrid(b, dense) => {
-                if x.dims2()?.0 <= BLOCK_KERNEL_MAX_ROWS {
-                    block_matmul(b, x)
-                } else {
-                    dense.forward(x)
-                }
-            }
         }
     }
 
@@ -67,10 +50,6 @@ impl Matrix {
             // GGUF F32/F16 tensors: candle holds them as plain tensors.
             Matrix::Quantized(_) => "f32 gemm".into(),
             Matrix::Blocks(b) => format!("{} blocks (AVX-512 kernel)", b.type_name()),
-            Matrix::Hybrid(b, _) => format!(
-                "{} blocks (AVX-512 kernel) up to {BLOCK_KERNEL_MAX_ROWS} rows, f32 gemm above",
-                b.type_name()
-            ),
         }
     }
 
@@ -82,7 +61,7 @@ impl Matrix {
             },
             Matrix::Dense(wt) => wt.dims2().map(|(_, o)| o),
             Matrix::DenseRows(w) => w.dims2().map(|(o, _)| o),
-            Matrix::Blocks(b) | Matrix::Hybrid(b, _) => Ok(b.rows()),
+            Matrix::Blocks(b) => Ok(b.rows()),
         }
     }
 }
@@ -152,7 +131,7 @@ impl Projections {
         let blocks: Vec<&BlockMatrix> = parts
             .iter()
             .filter_map(|p| match &p.w {
-                Matrix::Blocks(b) | Matrix::Hybrid(b, _) => Some(b),
+                Matrix::Blocks(b) => Some(b),
                 _ => None,
             })
             .collect();
@@ -165,10 +144,6 @@ impl Projections {
             .iter()
             .filter_map(|p| match &p.w {
                 Matrix::Dense(wt) => Some(wt),
-                Matrix::Hybrid(_, dense) => match dense.as_ref() {
-                    Matrix::Dense(wt) => Some(wt),
-                    _ => None,
-                },
                 _ => None,
             })
             .collect();
@@ -195,8 +170,7 @@ impl Projections {
             None
         };
         let w = match (fused_blocks, fused_dense) {
-            (Some(f), Some(wt)) => Matrix::Hybrid(f, Box::new(Matrix::Dense(wt))),
-            (Some(f), None) => Matrix::Blocks(f),
+            (Some(f), _) => Matrix::Blocks(f),
             (None, Some(wt)) => Matrix::Dense(wt),
             // Nothing to fuse (mixed kinds, or candle's quantized kernels).
             (None, None) => {
