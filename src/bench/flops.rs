@@ -91,6 +91,28 @@ pub fn measure_matmul(
     })
 }
 
+/// Our CPU block kernel on the same shape: f32 rows × a Q4_1 matrix (the precision the
+/// benchmark's model is held in). None where the kernel does not run (no AVX-512F, a GPU).
+pub fn measure_block_kernel(
+    device: &Device,
+    (m, k, n): (usize, usize, usize),
+    min_time: Duration,
+) -> Option<MatmulRate> {
+    if !device.is_cpu() {
+        return None;
+    }
+    let (repeats, flops_per_s) = crate::engine::lm::block_kernel_rate((m, k, n), min_time)?;
+    Some(MatmulRate {
+        library: "blocks".into(),
+        m,
+        k,
+        n,
+        dtype: "f32×q4_1".into(),
+        repeats,
+        flops_per_s,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +191,22 @@ mod tests {
         // Tokens 0..4 attend to 11, 12, 13, 14 positions after a 10-token prefix.
         assert_eq!(mean_decode_context(10, 4), 12.5);
         assert_eq!(mean_decode_context(10, 0), 10.0);
+    }
+
+    #[test]
+    fn the_block_kernel_rate_is_measured_where_it_runs() {
+        let r = measure_block_kernel(&Device::Cpu, (4, 64, 16), Duration::from_millis(5));
+        match r {
+            Some(r) => {
+                assert_eq!((r.m, r.k, r.n, r.library.as_str()), (4, 64, 16, "blocks"));
+                assert!(r.repeats >= 1 && r.flops_per_s > 0.0 && r.flops_per_s.is_finite());
+            }
+            None => assert!(!std::is_x86_feature_detected!("avx512f")),
+        }
+        // Widths that are not whole blocks are refused, not measured wrongly.
+        assert!(
+            measure_block_kernel(&Device::Cpu, (4, 40, 16), Duration::from_millis(1)).is_none()
+        );
     }
 
     #[test]

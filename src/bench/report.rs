@@ -74,6 +74,9 @@ pub struct BenchResult {
     /// Our single job at each `--memory-rows` count.
     pub memory: Vec<JobReport>,
     pub matmul_candle: Vec<MatmulRate>,
+    /// Our CPU block kernel on the same shapes (f32 × Q4_1), where it runs.
+    #[serde(default)]
+    pub matmul_blocks: Vec<MatmulRate>,
     #[serde(default)]
     pub matmul_torch: Vec<MatmulRate>,
     pub roofline: Vec<Roofline>,

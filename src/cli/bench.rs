@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 
 use anchorscope::bench::flops::MatmulRate;
-use anchorscope::bench::flops::{decode_flops_per_token, mean_decode_context, measure_matmul};
+use anchorscope::bench::flops::{
+    decode_flops_per_token, mean_decode_context, measure_block_kernel, measure_matmul,
+};
 use anchorscope::bench::machine::{gpu_name, machine_info};
 use anchorscope::bench::report::{
     memory_table, mib, results_table, roofline_text, BenchResult, Roofline,
@@ -126,6 +128,10 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         .iter()
         .map(|&s| measure_matmul(&device, s, MATMUL_TIME))
         .collect::<Result<Vec<_>, _>>()?;
+    let matmul_blocks: Vec<MatmulRate> = shapes
+        .iter()
+        .filter_map(|&s| measure_block_kernel(&device, s, MATMUL_TIME))
+        .collect();
     let matmul_torch = match &peer {
         Some(peer) => match peer.matmul(&shapes, device_arg) {
             Ok(r) => r,
@@ -137,7 +143,12 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     // Both sides are held against the best matmul rate measured on this machine.
-    let all_rates: Vec<MatmulRate> = matmul_candle.iter().chain(&matmul_torch).cloned().collect();
+    let all_rates: Vec<MatmulRate> = matmul_candle
+        .iter()
+        .chain(&matmul_blocks)
+        .chain(&matmul_torch)
+        .cloned()
+        .collect();
     let roofline = jobs
         .iter()
         .filter_map(|j| roofline_of(j, &cfg, &all_rates))
@@ -181,6 +192,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         jobs,
         memory,
         matmul_candle,
+        matmul_blocks,
         matmul_torch,
         roofline,
         notes,
@@ -255,6 +267,7 @@ fn render(r: &BenchResult) -> String {
     let rates: Vec<MatmulRate> = r
         .matmul_candle
         .iter()
+        .chain(&r.matmul_blocks)
         .chain(&r.matmul_torch)
         .cloned()
         .collect();

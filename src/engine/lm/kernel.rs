@@ -357,6 +357,33 @@ fn quants_of(dtype: GgmlDType) -> Quants {
     }
 }
 
+/// Products per second of this kernel for x [m, k] × a random Q4_1 W [n, k]ᵀ, timed for at
+/// least `min_time` after a warm-up: (repeats, FLOP/s). None where the kernel does not run
+/// (no AVX-512F) or k is not a multiple of 32.
+pub(crate) fn measure_q4_1(
+    (m, k, n): (usize, usize, usize),
+    min_time: std::time::Duration,
+) -> Option<(usize, f64)> {
+    use candle_core::{Device, Tensor};
+    if !available() || k % BLOCK != 0 {
+        return None;
+    }
+    let w = Tensor::randn(0f32, 0.5, (n, k), &Device::Cpu).ok()?;
+    let b = BlockMatrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).ok()?)?;
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    std::hint::black_box(b.matmul(&x, m));
+    let started = std::time::Instant::now();
+    let mut repeats = 0usize;
+    while repeats == 0 || started.elapsed() < min_time {
+        std::hint::black_box(b.matmul(&x, m));
+        repeats += 1;
+    }
+    let flops = 2.0 * (m * k * n) as f64 * repeats as f64;
+    Some((repeats, flops / started.elapsed().as_secs_f64()))
+}
+
 /// y's base pointer, shared by the tasks that write its disjoint columns.
 struct OutPtr(*mut f32);
 // SAFETY: every task writes only its own panels' columns (see `BlockMatrix::matmul`).
@@ -611,43 +638,5 @@ mod tests {
         assert_eq!(f16_to_f32(0x7BFF), 65504.0);
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert!(f16_to_f32(0x7C00).is_infinite());
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-    use candle_core::{Device, Tensor};
-
-    #[test]
-    #[ignore = "prints timings"]
-    fn kernel_against_gemm() {
-        let (n, k) = (1536, 576);
-        let w = Tensor::randn(0f32, 0.5, (n, k), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let b = BlockMatrix::from_qtensor(&q).unwrap();
-        let wt = w.t().unwrap().contiguous().unwrap();
-        for rows in [1, 16, 64, 128, 300] {
-            let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
-            let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let flops = 2.0 * (rows * n * k) as f64;
-            let time = |f: &dyn Fn()| {
-                f();
-                let t = std::time::Instant::now();
-                let mut runs = 0;
-                while t.elapsed().as_secs_f64() < 0.5 {
-                    f();
-                    runs += 1;
-                }
-                flops * runs as f64 / t.elapsed().as_secs_f64() / 1e9
-            };
-            let kern = time(&|| {
-                std::hint::black_box(b.matmul(&xs, rows));
-            });
-            let gemm = time(&|| {
-                std::hint::black_box(x.matmul(&wt).unwrap());
-            });
-            println!("rows {rows:4}: kernel {kern:6.1} GFLOP/s, gemm {gemm:6.1} GFLOP/s");
-        }
     }
 }

@@ -21,6 +21,15 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 pub use config::{Arch, Config};
+
+/// FLOP/s of our CPU block kernel (see `kernel.rs`) multiplying m rows by a random Q4_1
+/// [n, k] matrix, timed for at least `min_time`: (repeats, FLOP/s); None where it does not run.
+pub fn block_kernel_rate(
+    shape: (usize, usize, usize),
+    min_time: std::time::Duration,
+) -> Option<(usize, f64)> {
+    kernel::measure_q4_1(shape, min_time)
+}
 use forward::{Kv, Model, Segment};
 
 use super::EngineError;
