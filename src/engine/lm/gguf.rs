@@ -117,8 +117,10 @@ pub(crate) fn load(
         device: device.clone(),
         blocks: opts.block_kernel && device.is_cpu() && kernel::available(),
     };
-    // Quantized kernels are the right choice on GPU; on CPU f32 gemm is much faster for
-    // batched rows and prefill, so small models are expanded when they fit the budget.
+    // Quantized kernels are the right choice on GPU. On CPU our block kernel takes the types
+    // it reads (see `matrix`); for the rest f32 gemm is much faster than candle's quantized
+    // kernels for batched rows and prefill, so small models are expanded when they fit the
+    // budget.
     let dense = device.is_cpu() && dense_layer_bytes(&cfg) <= opts.dense_cpu_limit;
     let weights = build(&mut src, &cfg, dense)?;
     Ok((cfg, weights, info))

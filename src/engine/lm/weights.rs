@@ -39,8 +39,7 @@ impl Matrix {
         Ok(Matrix::Dense(w.t()?.contiguous()?))
     }
 
-    /// How this matrix is held and multiplied, e.g. "Q4_1 blocks (AVX-512 kernel) ≤48 rows,
-    /// f32 gemm above".
+    /// How this matrix is held and multiplied, e.g. "Q4_1 blocks (AVX-512 kernel)".
     pub fn describe(&self) -> String {
         match self {
             Matrix::Dense(_) | Matrix::DenseRows(_) => "f32 gemm".into(),
