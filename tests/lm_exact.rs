@@ -181,6 +181,55 @@ fn greedy_tokens_from_the_cached_prefix_equal_tokens_from_scratch() {
 }
 
 #[test]
+fn rows_decode_past_their_first_kv_buffers_and_keep_them_through_retain() {
+    // The rows' own KV lives in buffers of 32 positions that double when full (33rd and 65th
+    // token): logits stay those of running the whole sequence through `extend`, before and
+    // after each move, and after a row leaves the batch between the two.
+    // Head size 16 takes the row-by-row CPU attention, 64 the query-tiled one.
+    let dir = tempfile::tempdir().unwrap();
+    for head_dim in [16, 64] {
+        let mut spec = TinySpec::new(Arch::Qwen2, 21);
+        spec.head_dim = head_dim;
+        decode_past_the_first_buffers(&load_gguf(dir.path(), &spec), spec.vocab);
+    }
+}
+
+fn decode_past_the_first_buffers(lm: &Lm, vocab: usize) {
+    let seq = tokens(vocab, 10);
+    let prefix = lm.prefill(&seq).unwrap();
+    let feeds: Vec<Vec<u32>> = (0..3u32)
+        .map(|r| {
+            (0..70u32)
+                .map(|i| (i * 13 + r * 29 + 3) % vocab as u32)
+                .collect()
+        })
+        .collect();
+    let mut batch = lm.batch(&prefix, 3).unwrap();
+    let mut live = vec![0usize, 1, 2];
+    for i in 0..70 {
+        if i == 50 {
+            batch.retain(&[true, false, true]).unwrap();
+            live = vec![0, 2];
+        }
+        let toks: Vec<u32> = live.iter().map(|&r| feeds[r][i]).collect();
+        let logits = lm.step(&mut batch, &toks).unwrap();
+        if [0, 31, 32, 33, 49, 50, 63, 64, 65, 69].contains(&i) {
+            for (j, &r) in live.iter().enumerate() {
+                let (_, want) = lm.extend(&prefix, &feeds[r][..=i]).unwrap();
+                assert_close(
+                    &vec1(&logits.get(j).unwrap()),
+                    &vec1(&want),
+                    1e-4,
+                    &format!("row {r} token {i}"),
+                );
+            }
+        }
+    }
+    assert_eq!(batch.new_tokens(), 70);
+    assert_eq!(batch.own_kv_capacity(), 128, "32 → 64 → 128 positions");
+}
+
+#[test]
 fn extend_in_one_call_equals_token_by_token() {
     let dir = tempfile::tempdir().unwrap();
     for spec in specs() {

@@ -590,11 +590,12 @@ mod tests {
             return;
         }
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            // n not a multiple of the chunk, rows covering every tile remainder.
+            // n not a multiple of the 16-row panel, rows covering every tile remainder.
             let (n, k) = (150, 128);
             let (q, deq) = quantized(dtype, n, k);
             let b = BlockMatrix::from_qtensor(&q).unwrap();
-            for rows in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33] {
+            // Past 64 rows the product runs in several passes over the weights.
+            for rows in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 64, 65, 130] {
                 let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu)
                     .unwrap()
                     .flatten_all()
