@@ -469,8 +469,21 @@ fn the_fused_cpu_attention_equals_the_tensor_op_attention() {
             Lm::load_with(&path, &Device::Cpu, &opts).unwrap()
         };
         let (fused, ops) = (load(true), load(false));
+        // Prefill (causal attention over the chunk) in two chunks, 20 then 4 tokens: its
+        // logits and, through the next layers' keys, the steps below.
         let seq = tokens(spec.vocab, 24);
-        let (pf, po) = (fused.prefill(&seq).unwrap(), ops.prefill(&seq).unwrap());
+        let (pf, lf) = fused
+            .extend(&fused.prefill(&seq[..20]).unwrap(), &seq[20..])
+            .unwrap();
+        let (po, lo) = ops
+            .extend(&ops.prefill(&seq[..20]).unwrap(), &seq[20..])
+            .unwrap();
+        assert_close(
+            &vec1(&lf),
+            &vec1(&lo),
+            1e-4,
+            &format!("{arch:?} hd {head_dim} prefill"),
+        );
         let groups = |p: &anchorscope::engine::lm::Prefix| {
             vec![(p.truncate(0), 1), (p.truncate(9), 2), (p.truncate(24), 11)]
         };

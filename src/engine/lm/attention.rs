@@ -25,6 +25,11 @@ fn cpu_f32(storage: &Storage) -> Option<&[f32]> {
     }
 }
 
+/// The view of an f32 CPU tensor with a contiguous last dimension; None otherwise.
+fn view<'a>(s: &'a Storage, l: &Layout) -> Option<View<'a>> {
+    cpu_f32(s).and_then(|d| View::new(d, l))
+}
+
 /// Strided view of a [b, nkv, positions, hd] tensor whose last dimension is contiguous.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
@@ -109,9 +114,6 @@ pub(crate) fn decode_attention(
         .iter()
         .map(|g| (g.k.storage_and_layout(), g.v.storage_and_layout(), g.past))
         .collect();
-    fn view<'a>(s: &'a Storage, l: &Layout) -> Option<View<'a>> {
-        cpu_f32(s).and_then(|d| View::new(d, l))
-    }
     let (Some(qv), Some(kv), Some(vv)) = (view(&qs, ql), view(&ks, kl), view(&vs, vl)) else {
         return Ok(None);
     };
@@ -199,4 +201,41 @@ pub(crate) fn decode_attention(
         });
     drop((qs, ks, vs, shared));
     Ok(Some(Tensor::from_vec(y, (r, heads * hd), q.device())?))
+}
+
+/// Causal attention of a prefill chunk on CPU: queries `q` [1, heads, s, hd] (rotated), keys
+/// and values `k`, `v` [1, nkv, past + s, hd]; y [s, heads·hd]. None where the query-tiled
+/// path does not apply (not an f32 CPU tensor, a head size it does not take, no AVX-512): the
+/// caller then takes the tensor-op path.
+pub(crate) fn prefill_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    past: usize,
+    scale: f32,
+) -> Result<Option<Tensor>> {
+    let (_, heads, s, hd) = q.dims4()?;
+    let (_, nkv, total, _) = k.dims4()?;
+    if !tiles::supported(hd) || nkv == 0 || heads % nkv != 0 || total != past + s {
+        return Ok(None);
+    }
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let (Some(qv), Some(kv), Some(vv)) = (view(&qs, ql), view(&ks, kl), view(&vs, vl)) else {
+        return Ok(None);
+    };
+    let inputs = tiles::Inputs {
+        q: qv,
+        k: kv,
+        v: vv,
+        own_len: 0,
+        heads,
+        nkv,
+        hd,
+        scale,
+    };
+    let y = tiles::causal(&inputs, past, s);
+    drop((qs, ks, vs));
+    Ok(Some(Tensor::from_vec(y, (s, heads * hd), q.device())?))
 }

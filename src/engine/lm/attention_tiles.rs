@@ -27,9 +27,10 @@ pub(crate) struct Group<'a> {
 
 /// Everything one step's attention reads.
 pub(crate) struct Inputs<'a> {
-    /// Queries [r, heads, 1, hd].
+    /// Queries [r, heads, 1, hd] (decoding) or [1, heads, s, hd] ([`causal`]).
     pub q: View<'a>,
-    /// The rows' own keys and values [r, nkv, own_len, hd].
+    /// The rows' own keys and values [r, nkv, own_len, hd] (decoding), or the sequence's
+    /// [1, nkv, past + s, hd] ([`causal`]).
     pub k: View<'a>,
     pub v: View<'a>,
     pub own_len: usize,
@@ -166,6 +167,71 @@ fn unit(inp: &Inputs<'_>, g: &Group<'_>, u: &Unit, per_kv: usize) -> Vec<f32> {
         }
         let inv = 1.0 / total[i];
         yq.iter_mut().for_each(|o| *o *= inv);
+    }
+    y
+}
+
+/// Causal attention of `s` new tokens after `past` cached positions (a prefill chunk):
+/// queries `q` [1, heads, s, hd], keys and values `k`, `v` [1, nkv, past + s, hd]. Token i sees
+/// positions 0..=past + i. Returns y [s, heads·hd]. Needs [`supported`].
+pub(crate) fn causal(inp: &Inputs<'_>, past: usize, s: usize) -> Vec<f32> {
+    let (hd, heads) = (inp.hd, inp.heads);
+    let per_kv = heads / inp.nkv;
+    // (head, first token of the tile, tokens in it).
+    let units: Vec<(usize, usize, usize)> = (0..heads)
+        .flat_map(|h| (0..s).step_by(LANES).map(move |i| (h, i, LANES.min(s - i))))
+        .collect();
+    let outs: Vec<Vec<f32>> = units
+        .par_iter()
+        .map(|&(h, first, count)| {
+            let g = h / per_kv;
+            let mut qt = vec![0f32; hd * LANES];
+            for lane in 0..count {
+                for (d, &x) in inp.q.vec(0, h, first + lane, hd).iter().enumerate() {
+                    qt[d * LANES + lane] = x * inp.scale;
+                }
+            }
+            // Keys up to the tile's last token; later keys are masked lane by lane.
+            let keys = past + first + count;
+            let mut scores = vec![0f32; keys * LANES];
+            let mut max = [f32::NEG_INFINITY; LANES];
+            let mut total = [0f32; LANES];
+            let mut y = vec![0f32; count * hd];
+            // SAFETY: `supported` checked AVX-512F; k and v hold `keys` positions of `hd`
+            // floats for KV head g at their position strides.
+            unsafe {
+                avx512::scores(&qt, inp.k.ptr(0, g), inp.k.pos, keys, hd, &mut scores);
+                // Lane l (token first + l) sees keys up to past + first + l.
+                for p in past + first + 1..keys {
+                    for lane in 0..p - past - first {
+                        scores[p * LANES + lane] = f32::NEG_INFINITY;
+                    }
+                }
+                avx512::lane_max(&scores, &mut max);
+                avx512::exp_sub(&mut scores, &max, &mut total);
+                avx512::weighted_values(
+                    &scores,
+                    inp.v.ptr(0, g),
+                    inp.v.pos,
+                    keys,
+                    hd,
+                    &mut y,
+                    count,
+                );
+            }
+            for (lane, yq) in y.chunks_exact_mut(hd).enumerate() {
+                let inv = 1.0 / total[lane];
+                yq.iter_mut().for_each(|o| *o *= inv);
+            }
+            y
+        })
+        .collect();
+    let width = heads * hd;
+    let mut y = vec![0f32; s * width];
+    for (&(h, first, _), out) in units.iter().zip(&outs) {
+        for (lane, yq) in out.chunks_exact(hd).enumerate() {
+            y[(first + lane) * width + h * hd..][..hd].copy_from_slice(yq);
+        }
     }
     y
 }

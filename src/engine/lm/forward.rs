@@ -9,7 +9,7 @@ use candle_core::{Device, Result, Tensor, D};
 use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::{rope, rope_i};
 
-use super::attention::{decode_attention, SharedKv};
+use super::attention::{decode_attention, prefill_attention, SharedKv};
 use super::config::Config;
 use super::weights::{Layer, Weights};
 
@@ -100,19 +100,8 @@ impl Model {
         let total = past + s;
         let scale = 1.0 / (hd as f64).sqrt();
         let (cos, sin) = self.rope_tables(past, s)?;
-        // Additive causal mask [s, total]: new token i sees positions 0..=past+i.
-        let mask: Vec<f32> = (0..s)
-            .flat_map(|i| {
-                (0..total).map(move |j| {
-                    if j <= past + i {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (s, total), &self.device)?;
+        // The tensor-op path's causal mask, made on first use (the CPU path masks as it goes).
+        let mut mask: Option<Tensor> = None;
         let mut x = self.embed(tokens)?;
         let mut kv = Vec::with_capacity(c.n_layers);
         for (li, layer) in self.w.layers.iter().enumerate() {
@@ -129,16 +118,29 @@ impl Model {
                 ),
                 _ => (k, v),
             };
-            // Query heads of one KV head are adjacent: [nkv, g*s, hd].
-            let q = q.reshape((nkv, g * s, hd))?;
-            let att = (q.matmul(&k.squeeze(0)?.t()?)? * scale)?;
-            let att = att.reshape((nkv, g, s, total))?.broadcast_add(&mask)?;
-            let att = softmax_last_dim(&att)?.reshape((nkv, g * s, total))?;
-            let y = att.matmul(&v.squeeze(0)?)?; // [nkv, g*s, hd] = [heads, s, hd]
-            let y = y
-                .reshape((c.n_heads, s, hd))?
-                .transpose(0, 1)?
-                .reshape((s, c.n_heads * hd))?;
+            let fused = if self.fused_attention && self.device.is_cpu() {
+                prefill_attention(&q, &k, &v, past, scale as f32)?
+            } else {
+                None
+            };
+            let y = match fused {
+                Some(y) => y,
+                None => {
+                    // Query heads of one KV head are adjacent: [nkv, g*s, hd].
+                    let q = q.reshape((nkv, g * s, hd))?;
+                    let att = (q.matmul(&k.squeeze(0)?.t()?)? * scale)?;
+                    if mask.is_none() {
+                        mask = Some(causal_mask(past, s, &self.device)?);
+                    }
+                    let mask = mask.as_ref().expect("made above");
+                    let att = att.reshape((nkv, g, s, total))?.broadcast_add(mask)?;
+                    let att = softmax_last_dim(&att)?.reshape((nkv, g * s, total))?;
+                    let y = att.matmul(&v.squeeze(0)?)?; // [nkv, g*s, hd] = [heads, s, hd]
+                    y.reshape((c.n_heads, s, hd))?
+                        .transpose(0, 1)?
+                        .reshape((s, c.n_heads * hd))?
+                }
+            };
             x = (x + layer.o.forward(&y)?)?;
             x = self.mlp(layer, &x)?;
             kv.push((k, v));
@@ -277,6 +279,23 @@ impl Model {
         }
         Ok((out, self.logits(&x)?))
     }
+}
+
+/// Additive causal mask [s, past + s]: new token i sees positions 0..=past + i.
+fn causal_mask(past: usize, s: usize, device: &Device) -> Result<Tensor> {
+    let total = past + s;
+    let values: Vec<f32> = (0..s)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (s, total), device)
 }
 
 /// Positions a rows' KV buffer starts with.
