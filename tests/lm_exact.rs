@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anchorscope::engine::lm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
-use anchorscope::engine::lm::{Arch, Lm, LoadOptions};
+use anchorscope::engine::lm::{Arch, Batch, Lm, LoadOptions};
 use candle_core::{Device, Tensor};
 
 fn load_gguf(dir: &Path, spec: &TinySpec) -> Lm {
@@ -227,6 +227,10 @@ fn decode_past_the_first_buffers(lm: &Lm, vocab: usize) {
     }
     assert_eq!(batch.new_tokens(), 70);
     assert_eq!(batch.own_kv_capacity(), 128, "32 → 64 → 128 positions");
+    // What a memory budget counts per row is what the buffers reached.
+    assert_eq!(Batch::own_kv_capacity_for(70), 128);
+    assert_eq!(Batch::own_kv_capacity_for(64), 64);
+    assert_eq!(Batch::own_kv_capacity_for(1), 32);
 }
 
 #[test]

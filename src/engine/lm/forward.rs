@@ -301,6 +301,16 @@ fn causal_mask(past: usize, s: usize, device: &Device) -> Result<Tensor> {
 /// Positions a rows' KV buffer starts with.
 const MIN_KV_CAPACITY: usize = 32;
 
+/// Positions the rows' KV buffers hold once `new_tokens` tokens are in (see
+/// [`append_position`]): the first capacity, doubled until it fits.
+pub(crate) fn kv_capacity_for(new_tokens: usize) -> usize {
+    let mut cap = MIN_KV_CAPACITY;
+    while cap < new_tokens {
+        cap *= 2;
+    }
+    cap
+}
+
 /// A rows' KV buffer [r, nkv, capacity, hd] holding positions 0..t (`old`; None when t is 0)
 /// with position t set to `new` [r, nkv, 1, hd]. Written in place while there is room, else
 /// moved to a buffer twice as long: appending costs O(1) a position instead of copying all
@@ -311,7 +321,7 @@ fn append_position(old: Option<&Tensor>, new: &Tensor, t: usize) -> Result<Tenso
     let buf = match old {
         Some(b) if b.dim(2)? > t => b.clone(),
         Some(b) => {
-            let cap = (2 * t).max(MIN_KV_CAPACITY);
+            let cap = kv_capacity_for(t + 1);
             let grown = Tensor::zeros((r, nkv, cap, hd), new.dtype(), new.device())?;
             grown.slice_set(&b.narrow(2, 0, t)?.contiguous()?, 2, 0)?;
             grown

@@ -180,6 +180,12 @@ impl Batch {
             .sum()
     }
 
+    /// Positions each row's own KV buffers will hold (filled or not) once `new_tokens` tokens
+    /// are in: what a memory budget must count per row.
+    pub fn own_kv_capacity_for(new_tokens: usize) -> usize {
+        forward::kv_capacity_for(new_tokens)
+    }
+
     /// Positions each row's own KV buffers hold (filled or not): at least `new_tokens`, at
     /// most twice that or the first capacity.
     pub fn own_kv_capacity(&self) -> usize {

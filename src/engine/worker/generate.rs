@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::engine::chat::ChatTemplate;
-use crate::engine::lm::{Lm, Prefix};
+use crate::engine::lm::{Batch, Lm, Prefix};
 use crate::engine::sampler::{sample_token, Rng};
 use crate::engine::tokenizer::{TextTokenizer, TokenStream};
 use crate::engine::EngineError;
@@ -424,10 +424,11 @@ impl Generator for LmGenerator {
             return rows;
         }
         let c = self.lm.config();
-        // Each row holds its own KV (f32) for up to max_new tokens and a row of logits.
+        // Each row holds its own KV (f32) in buffers sized for up to max_new tokens, and a row
+        // of logits.
         let kv_per_token = c.n_layers * 2 * c.n_kv_heads * c.head_dim * 4;
-        let per_row =
-            kv_per_token * (settings.max_new_tokens as usize).max(1) + 2 * 4 * c.vocab_size;
+        let positions = Batch::own_kv_capacity_for((settings.max_new_tokens as usize).max(1));
+        let per_row = kv_per_token * positions + 2 * 4 * c.vocab_size;
         let (budget, most) = if self.lm.device().is_cpu() {
             (cpu_group_budget(), MAX_GROUP_ROWS_CPU)
         } else {
