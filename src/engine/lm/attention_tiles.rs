@@ -117,12 +117,7 @@ fn unit(inp: &Inputs<'_>, g: &Group<'_>, u: &Unit, per_kv: usize) -> Vec<f32> {
     let past = g.prefix.map_or(0, |(_, _, p)| p);
     let mut scores = vec![0f32; past * LANES];
     if let Some((pk, _, _)) = g.prefix {
-        let mut qt = vec![0f32; hd * LANES];
-        for (i, q) in queries.iter().enumerate() {
-            for (d, &x) in q.iter().enumerate() {
-                qt[d * LANES + i] = x * inp.scale;
-            }
-        }
+        let qt = lanes_of(queries.iter().copied(), hd, inp.scale);
         // SAFETY: `supported` checked AVX-512F; `pk` holds `past` positions of `hd` floats
         // for this KV head at its position stride.
         unsafe {
@@ -165,10 +160,29 @@ fn unit(inp: &Inputs<'_>, g: &Group<'_>, u: &Unit, per_kv: usize) -> Vec<f32> {
                 *o += w * x;
             }
         }
-        let inv = 1.0 / total[i];
+    }
+    normalise(&mut y, hd, &total);
+    y
+}
+
+/// Up to 16 queries of `hd` floats, scaled, laid out [hd][lanes] (query i on lane i; missing
+/// lanes zero).
+fn lanes_of<'a>(queries: impl Iterator<Item = &'a [f32]>, hd: usize, scale: f32) -> Vec<f32> {
+    let mut qt = vec![0f32; hd * LANES];
+    for (lane, q) in queries.take(LANES).enumerate() {
+        for (d, &x) in q.iter().enumerate() {
+            qt[d * LANES + lane] = x * scale;
+        }
+    }
+    qt
+}
+
+/// Divides each query's weighted values (`y`, [queries][hd]) by its softmax total.
+fn normalise(y: &mut [f32], hd: usize, total: &[f32; LANES]) {
+    for (yq, t) in y.chunks_exact_mut(hd).zip(total) {
+        let inv = 1.0 / t;
         yq.iter_mut().for_each(|o| *o *= inv);
     }
-    y
 }
 
 /// Causal attention of `s` new tokens after `past` cached positions (a prefill chunk):
@@ -185,12 +199,8 @@ pub(crate) fn causal(inp: &Inputs<'_>, past: usize, s: usize) -> Vec<f32> {
         .par_iter()
         .map(|&(h, first, count)| {
             let g = h / per_kv;
-            let mut qt = vec![0f32; hd * LANES];
-            for lane in 0..count {
-                for (d, &x) in inp.q.vec(0, h, first + lane, hd).iter().enumerate() {
-                    qt[d * LANES + lane] = x * inp.scale;
-                }
-            }
+            let queries = (first..first + count).map(|i| inp.q.vec(0, h, i, hd));
+            let qt = lanes_of(queries, hd, inp.scale);
             // Keys up to the tile's last token; later keys are masked lane by lane.
             let keys = past + first + count;
             let mut scores = vec![0f32; keys * LANES];
@@ -219,10 +229,7 @@ pub(crate) fn causal(inp: &Inputs<'_>, past: usize, s: usize) -> Vec<f32> {
                     count,
                 );
             }
-            for (lane, yq) in y.chunks_exact_mut(hd).enumerate() {
-                let inv = 1.0 / total[lane];
-                yq.iter_mut().for_each(|o| *o *= inv);
-            }
+            normalise(&mut y, hd, &total);
             y
         })
         .collect();
