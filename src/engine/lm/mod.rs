@@ -21,15 +21,6 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 pub use config::{Arch, Config};
-
-/// FLOP/s of our CPU block kernel (see `kernel.rs`) multiplying m rows by a random Q4_1
-/// [n, k] matrix, timed for at least `min_time`: (repeats, FLOP/s); None where it does not run.
-pub fn block_kernel_rate(
-    shape: (usize, usize, usize),
-    min_time: std::time::Duration,
-) -> Option<(usize, f64)> {
-    kernel::measure_q4_1(shape, min_time)
-}
 use forward::{Kv, Model, Segment};
 
 use super::EngineError;
@@ -64,8 +55,9 @@ pub struct LoadOptions {
     /// than f32 gemm); this takes precedence over `dense_cpu_limit` for those matrices. Off:
     /// candle's kernels only.
     pub block_kernel: bool,
-    /// On CPU, a decoding step's attention runs as one pass over each row's prefix and own
-    /// tokens instead of a series of tensor operations (same arithmetic, far fewer copies).
+    /// On CPU, attention (a decoding step's, each row over its prefix and own tokens, and a
+    /// prefill's causal one) runs in one pass instead of a series of tensor operations (the
+    /// same arithmetic up to summation order, far fewer copies).
     pub fused_attention: bool,
 }
 
@@ -248,6 +240,15 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// FLOP/s of our CPU block kernel (see `kernel.rs`) multiplying m rows by a random Q4_1
+/// [n, k] matrix, timed for at least `min_time`: (repeats, FLOP/s); None where it does not run.
+pub fn block_kernel_rate(
+    shape: (usize, usize, usize),
+    min_time: std::time::Duration,
+) -> Option<(usize, f64)> {
+    kernel::measure_q4_1(shape, min_time)
 }
 
 /// Runs `f` on a thread of rayon's pool (the calling thread waits). A forward pass starts
