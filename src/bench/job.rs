@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::behavior::{BehaviorSet, BehaviorsConfig};
+use crate::engine::proc_memory::field_bytes;
 use crate::engine::worker::{run_job, Inbox, JobContext, LmGenerator};
 use crate::engine::{EngineError, EngineEvent, Job};
 use crate::trace::split::SplitOptions;
@@ -96,25 +97,16 @@ pub fn rss_bytes() -> (Option<u64>, Option<u64>) {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return (None, None);
     };
-    (field_kib(&status, "VmHWM:"), field_kib(&status, "VmRSS:"))
+    (
+        field_bytes(&status, "VmHWM:"),
+        field_bytes(&status, "VmRSS:"),
+    )
 }
 
 /// Reset the peak resident memory to the current one (Linux ≥ 4.0: `5` to
 /// `/proc/self/clear_refs`); false where that is not possible.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// `VmHWM:    123456 kB` → bytes.
-fn field_kib(status: &str, name: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(name))?;
-    let kib: u64 = line[name.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 /// A rollout store in a fresh temporary directory, removed on drop (no tempfile crate in the
@@ -326,14 +318,6 @@ pub fn read_inputs(path: &Path) -> Result<BenchInputs, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_status_fields_are_read_in_bytes() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\n";
-        assert_eq!(field_kib(status, "VmHWM:"), Some(2048 * 1024));
-        assert_eq!(field_kib(status, "VmRSS:"), Some(1024 * 1024));
-        assert_eq!(field_kib(status, "VmSwap:"), None);
-    }
 
     #[test]
     fn this_process_has_a_peak_at_least_its_rss() {

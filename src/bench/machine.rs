@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::proc_memory::meminfo_bytes;
+
 /// Where the numbers were taken.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineInfo {
@@ -22,16 +24,7 @@ pub fn machine_info(device: &str, date: &str) -> MachineInfo {
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
         .map_or_else(|| "unknown".to_string(), |(_, v)| v.trim().to_string());
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
-        let kib: u64 = line["MemTotal:".len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
-    });
+    let memory_bytes = meminfo_bytes("MemTotal:");
     MachineInfo {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod error;
 pub mod install;
 pub mod lm;
+pub mod proc_memory;
 pub mod remote;
 pub mod sampler;
 pub mod tokenizer;

@@ -473,15 +473,8 @@ const GPU_GROUP_BUDGET: usize = 4 << 30;
 
 /// The same on CPU: a quarter of the memory available now, between 512 MiB and 8 GiB.
 fn cpu_group_budget() -> usize {
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<usize>().ok())
-        })
-        .map(|kib| kib * 1024);
+    let available = crate::engine::proc_memory::meminfo_bytes("MemAvailable:")
+        .and_then(|b| usize::try_from(b).ok());
     match available {
         Some(bytes) => (bytes / 4).clamp(512 << 20, 8 << 30),
         None => 1 << 30,
