@@ -168,30 +168,29 @@ impl BlockMatrix {
         }
     }
 
-    /// Row j, block b as the file gave it.
-    fn row_block(&self, j: usize, b: usize) -> RowBlock<'_> {
-        let (p, r, blocks, bb) = (
-            j / PANEL,
-            j % PANEL,
-            self.k / BLOCK,
-            self.quants().block_bytes(),
-        );
+    /// Where row j, block b sits: its slot in the scales/minimums and its first quant byte
+    /// (the row's quants follow at a stride of 16, one per input position).
+    fn slot(&self, j: usize, b: usize) -> (usize, usize) {
+        let (p, r, blocks) = (j / PANEL, j % PANEL, self.k / BLOCK);
         let at = (p * blocks + b) * PANEL + r;
-        let base = (p * blocks + b) * bb * PANEL;
-        // The quants of one row are strided across the panel: gathered into a scratch copy
-        // by the callers (`concat` and the tests only).
-        RowBlock {
-            d: self.d[at],
-            m: self.m.get(at).copied().unwrap_or(0.0),
-            qs: &self.qs[base + r..],
-        }
+        (
+            at,
+            (p * blocks + b) * self.quants().block_bytes() * PANEL + r,
+        )
     }
 
-    /// Row j, block b's quants (16 or 32 bytes).
+    /// Row j, block b's scale and minimum (0 for Q8_0).
+    fn scale_min(&self, j: usize, b: usize) -> (f32, f32) {
+        let at = self.slot(j, b).0;
+        (self.d[at], self.m.get(at).copied().unwrap_or(0.0))
+    }
+
+    /// Row j, block b's quants as the file stored them (16 or 32 bytes), gathered out of the
+    /// panel (for `concat` and the tests only).
     fn row_quants(&self, j: usize, b: usize) -> Vec<u8> {
-        let rb = self.row_block(j, b);
+        let first = self.slot(j, b).1;
         (0..self.quants().block_bytes())
-            .map(|i| rb.qs[i * PANEL])
+            .map(|i| self.qs[first + i * PANEL])
             .collect()
     }
 
@@ -236,10 +235,10 @@ impl BlockMatrix {
             .collect();
         Some(Self::pack(first.dtype, n, first.k, |j, b| {
             let (i, jj) = owner[j];
-            let rb = parts[i].row_block(jj, b);
+            let (d, m) = parts[i].scale_min(jj, b);
             RowBlock {
-                d: rb.d,
-                m: rb.m,
+                d,
+                m,
                 qs: &quants[j * blocks + b],
             }
         }))
@@ -252,7 +251,7 @@ impl BlockMatrix {
         let mut w = Vec::with_capacity(self.n * self.k);
         for j in 0..self.n {
             for b in 0..blocks {
-                let RowBlock { d, m, .. } = self.row_block(j, b);
+                let (d, m) = self.scale_min(j, b);
                 let q = self.row_quants(j, b);
                 match self.quants() {
                     Quants::Nibbles => {
