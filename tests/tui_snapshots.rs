@@ -295,6 +295,7 @@ fn imported_metrics_show_their_note_and_no_invented_counts() {
     t.imported.push(ImportedMetrics {
         behavior: "correct".into(),
         note: "imported from Thought Anchors; counterfactual sign converted to ours".into(),
+        notes: vec![],
         sentences: vec![m(0.5, 0.2), m(0.7, -0.4), m(0.3, 0.0), m(0.3, 0.1)],
     });
     let outcome = anchorscope::trace::import::LoadOutcome {

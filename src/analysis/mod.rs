@@ -2,12 +2,14 @@
 //! Pure functions of a trace and its stored rollouts (METHOD.md "Rates", "Importance").
 //! No I/O here.
 
+pub mod significance;
 pub mod stats;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use significance::{shade, Shade, ShadeRule, SignificanceRule};
 pub use stats::{bernoulli_kl, newcombe, wilson, Difference, Interval, Rate, Z95};
 
 use crate::trace::{ImportedMetrics, LabelValue, Rollout, Trace};
@@ -20,6 +22,14 @@ pub struct AnalysisOptions {
     pub similarity_threshold: f32,
     /// Additive smoothing for the KL column (1e-9 as in the published code; 1.0 = Laplace).
     pub kl_alpha: f64,
+    /// What "significant" means: `per_sentence` (95% interval excludes 0) or `fdr`
+    /// (Benjamini–Hochberg q-value ≤ `fdr_level` across the trace's sentences).
+    pub significance: SignificanceRule,
+    /// The false discovery rate for `significance = "fdr"`.
+    pub fdr_level: f64,
+    /// Fewer valid rollouts than this on either side of a difference: the sentence is not
+    /// colored at all (its numbers are still shown).
+    pub min_n: u32,
 }
 
 impl Default for AnalysisOptions {
@@ -27,6 +37,19 @@ impl Default for AnalysisOptions {
         Self {
             similarity_threshold: 0.8,
             kl_alpha: 1e-9,
+            significance: SignificanceRule::PerSentence,
+            fdr_level: 0.05,
+            min_n: 5,
+        }
+    }
+}
+
+impl AnalysisOptions {
+    pub fn shade_rule(&self) -> ShadeRule {
+        ShadeRule {
+            significance: self.significance,
+            fdr_level: self.fdr_level,
+            min_n: self.min_n,
         }
     }
 }
@@ -64,7 +87,9 @@ pub struct SentenceMetrics {
     pub resampling: Option<Difference>,
     /// Δcf_i = rate_{i+1} − rate(D_i) with Newcombe interval.
     pub counterfactual: Option<Difference>,
-    /// KL(with ‖ different).
+    /// Ours: KL(P_D ‖ P_kept) between the yes/no outcomes of the different-replacement
+    /// rollouts and the kept ones (docs/METHOD.md). For imported metrics: the source's own KL
+    /// (Thought Anchors: over final answers), labelled as theirs wherever it is shown.
     pub kl: Option<f64>,
     /// |D_i| / (rollouts at i with a similarity).
     pub different_fraction: Option<f64>,
@@ -72,6 +97,16 @@ pub struct SentenceMetrics {
     pub overdeterminedness: Option<f64>,
     /// Rollouts stored at position i (any label).
     pub n: usize,
+    /// Two-sided p-value of the counterfactual difference (two-proportion z-test).
+    #[serde(default)]
+    pub p_counterfactual: Option<f64>,
+    /// Benjamini–Hochberg q-value of the counterfactual difference across the trace.
+    #[serde(default)]
+    pub q_counterfactual: Option<f64>,
+    #[serde(default)]
+    pub p_resampling: Option<f64>,
+    #[serde(default)]
+    pub q_resampling: Option<f64>,
 }
 
 impl SentenceMetrics {
@@ -80,6 +115,22 @@ impl SentenceMetrics {
         match kind {
             ImportanceKind::Counterfactual => self.counterfactual,
             ImportanceKind::Resampling => self.resampling,
+        }
+    }
+
+    /// The p-value of the chosen kind, if defined.
+    pub fn p_value(&self, kind: ImportanceKind) -> Option<f64> {
+        match kind {
+            ImportanceKind::Counterfactual => self.p_counterfactual,
+            ImportanceKind::Resampling => self.p_resampling,
+        }
+    }
+
+    /// The Benjamini–Hochberg q-value of the chosen kind, if defined.
+    pub fn q_value(&self, kind: ImportanceKind) -> Option<f64> {
+        match kind {
+            ImportanceKind::Counterfactual => self.q_counterfactual,
+            ImportanceKind::Resampling => self.q_resampling,
         }
     }
 }
@@ -114,6 +165,10 @@ pub struct BehaviorAnalysis {
     pub positions: Vec<Rate>,
     /// For imported metrics: the imported rate per position where known.
     pub imported_rates: Vec<Option<f64>>,
+    /// Rollouts per position whose label for this behavior is invalid or missing (they leave
+    /// the denominator). Empty for imported metrics.
+    #[serde(default)]
+    pub invalid: Vec<u32>,
     pub sentences: Vec<SentenceMetrics>,
 }
 
@@ -123,6 +178,21 @@ impl BehaviorAnalysis {
         match self.source {
             MetricSource::Rollouts => self.positions.get(position).and_then(Rate::value),
             MetricSource::Imported { .. } => self.imported_rates.get(position).copied().flatten(),
+        }
+    }
+
+    /// Share of position `p`'s rollouts that are invalid for this behavior, when any exist.
+    pub fn invalid_share(&self, position: usize) -> Option<f64> {
+        let invalid = *self.invalid.get(position)?;
+        let total = invalid + self.positions.get(position)?.m;
+        (total > 0).then(|| invalid as f64 / total as f64)
+    }
+
+    /// How sentence `i` is drawn (direction, absolute level, strong or faint).
+    pub fn shade(&self, i: usize, kind: ImportanceKind, rule: &ShadeRule) -> Shade {
+        match self.sentences.get(i) {
+            Some(m) => shade(m, kind, &self.source, rule),
+            None => Shade::NONE,
         }
     }
 
@@ -140,6 +210,10 @@ impl BehaviorAnalysis {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceAnalysis {
     pub behaviors: Vec<BehaviorAnalysis>,
+    /// What "significant" meant and how sentences are shaded for this analysis, so every view
+    /// and export of it draws the same thing.
+    #[serde(default)]
+    pub rule: ShadeRule,
 }
 
 impl TraceAnalysis {
@@ -185,6 +259,11 @@ pub fn analyze_behavior(
         .iter()
         .map(|rs| count(rs.iter().copied(), behavior))
         .collect();
+    let invalid: Vec<u32> = by_position
+        .iter()
+        .zip(&positions)
+        .map(|(rs, rate)| rs.len() as u32 - rate.m)
+        .collect();
 
     let sentences = (0..n_sentences)
         .map(|i| {
@@ -207,22 +286,41 @@ pub fn analyze_behavior(
                 rate_different,
                 resampling: newcombe(rate_with, rate_without),
                 counterfactual: newcombe(rate_with, rate_different),
-                kl: bernoulli_kl(rate_with, rate_different, opts.kl_alpha),
+                kl: bernoulli_kl(rate_different, rate_with, opts.kl_alpha),
                 different_fraction: (with_similarity > 0)
                     .then(|| different.len() as f64 / with_similarity as f64),
                 overdeterminedness: (!at_i.is_empty())
                     .then(|| 1.0 - distinct.len() as f64 / at_i.len() as f64),
                 n: at_i.len(),
+                p_counterfactual: significance::two_proportion_p(rate_with, rate_different),
+                q_counterfactual: None,
+                p_resampling: significance::two_proportion_p(rate_with, rate_without),
+                q_resampling: None,
             }
         })
         .collect();
+    let mut sentences: Vec<SentenceMetrics> = sentences;
+    fill_q_values(&mut sentences);
 
     BehaviorAnalysis {
         behavior: behavior.to_string(),
         source: MetricSource::Rollouts,
         positions,
         imported_rates: Vec::new(),
+        invalid,
         sentences,
+    }
+}
+
+/// Benjamini–Hochberg q-values of each importance kind across the sentences of one trace.
+fn fill_q_values(sentences: &mut [SentenceMetrics]) {
+    let p: Vec<Option<f64>> = sentences.iter().map(|m| m.p_counterfactual).collect();
+    for (m, q) in sentences.iter_mut().zip(significance::bh_qvalues(&p)) {
+        m.q_counterfactual = q;
+    }
+    let p: Vec<Option<f64>> = sentences.iter().map(|m| m.p_resampling).collect();
+    for (m, q) in sentences.iter_mut().zip(significance::bh_qvalues(&p)) {
+        m.q_resampling = q;
     }
 }
 
@@ -253,6 +351,10 @@ pub fn from_imported(n_sentences: usize, imported: &ImportedMetrics) -> Behavior
                 different_fraction: m.different_trajectories_fraction,
                 overdeterminedness: m.overdeterminedness,
                 n: 0,
+                p_counterfactual: None,
+                q_counterfactual: None,
+                p_resampling: None,
+                q_resampling: None,
             }
         })
         .collect();
@@ -263,9 +365,14 @@ pub fn from_imported(n_sentences: usize, imported: &ImportedMetrics) -> Behavior
         },
         positions: Vec::new(),
         imported_rates,
+        invalid: Vec::new(),
         sentences,
     }
 }
+
+/// Appended to a behavior's name for the numbers a source folder computed itself, shown next
+/// to the ones computed here from the same folder's rollouts.
+pub const THEIRS_SUFFIX: &str = " (theirs)";
 
 /// Behaviors that have labels in the rollouts, in first-seen order, after `preferred` ones.
 pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<String> {
@@ -311,8 +418,18 @@ pub fn analyze_trace(
             continue;
         }
         out.push(analyze_behavior(n, rollouts, &name, opts));
+        // A full folder: ours comes from its rollouts, and the folder's own numbers stay in
+        // view right after, named as theirs, so the two can be compared sentence by sentence.
+        for imp in trace.imported.iter().filter(|imp| imp.behavior == name) {
+            let mut theirs = from_imported(n, imp);
+            theirs.behavior = format!("{name}{THEIRS_SUFFIX}");
+            out.push(theirs);
+        }
     }
-    TraceAnalysis { behaviors: out }
+    TraceAnalysis {
+        behaviors: out,
+        rule: opts.shade_rule(),
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +531,7 @@ mod tests {
         let imp = ImportedMetrics {
             behavior: "accuracy".into(),
             note: "converted".into(),
+            notes: vec![],
             sentences: vec![
                 crate::trace::ImportedSentenceMetrics {
                     rate: Some(0.3),
@@ -457,6 +575,7 @@ mod tests {
         trace.imported.push(ImportedMetrics {
             behavior: "correct".into(),
             note: "n".into(),
+            notes: vec![],
             sentences: vec![],
         });
         let a = analyze_trace(&trace, &[], &names, &opts);

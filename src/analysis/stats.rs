@@ -88,14 +88,15 @@ pub fn newcombe(a: Rate, b: Rate) -> Option<Difference> {
     })
 }
 
-/// KL(P_with ‖ P_without) between two Bernoulli outcome distributions, each smoothed with
-/// additive α over its two outcomes: p = (k + α) / (m + 2α). `None` when either set is empty.
-pub fn bernoulli_kl(with: Rate, without: Rate, alpha: f64) -> Option<f64> {
-    if with.m == 0 || without.m == 0 {
+/// KL(P ‖ Q) in nats between two Bernoulli outcome distributions, each smoothed with additive
+/// α over its two outcomes: p = (k + α) / (m + 2α). `None` when either set is empty. The
+/// analysis calls it as KL(P_D ‖ P_kept).
+pub fn bernoulli_kl(p_rate: Rate, q_rate: Rate, alpha: f64) -> Option<f64> {
+    if p_rate.m == 0 || q_rate.m == 0 {
         return None;
     }
     let smooth = |r: Rate| (r.k as f64 + alpha) / (r.m as f64 + 2.0 * alpha);
-    let (p, q) = (smooth(with), smooth(without));
+    let (p, q) = (smooth(p_rate), smooth(q_rate));
     let term = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
     Some(term(p, q) + term(1.0 - p, 1.0 - q))
 }

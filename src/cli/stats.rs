@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use anyhow::bail;
 use serde::Serialize;
 
+use anchorscope::analysis::significance::is_significant;
 use anchorscope::analysis::{
     BehaviorAnalysis, Difference, Direction, ImportanceKind, MetricSource, Rate, SentenceMetrics,
-    TraceAnalysis,
+    ShadeRule, SignificanceRule, TraceAnalysis,
 };
 use anchorscope::config::Config;
+use anchorscope::export::format::{fmt_fixed, fmt_signed};
 use anchorscope::trace::import::LoadedTrace;
 
 use super::load;
@@ -108,7 +110,8 @@ fn render_trace(loaded: &LoadedTrace, analysis: &TraceAnalysis, kind: Importance
     }
     let _ = writeln!(
         out,
-        "  without/with = rate when the sentence is resampled/kept (k/m); * = 95% interval excludes 0; dir: + promotes, - suppresses"
+        "  without/with = rate when the sentence is resampled/kept (k/m); q = Benjamini-Hochberg q-value across the trace; * = {}; inv = invalid rollouts at i; dir: + promotes, - suppresses",
+        significance_meaning(&analysis.rule)
     );
     for behavior in &analysis.behaviors {
         out.push('\n');
@@ -126,19 +129,29 @@ fn render_trace(loaded: &LoadedTrace, analysis: &TraceAnalysis, kind: Importance
         let rows: Vec<Vec<String>> = behavior
             .sentences
             .iter()
-            .map(|s| row(behavior, s, kind, sentence_text(s.index)))
+            .map(|s| row(behavior, s, kind, &analysis.rule, sentence_text(s.index)))
             .collect();
         out.push_str(&table(&HEADER, &rows));
     }
     out
 }
 
-const HEADER: [&str; 10] = [
+/// What the `*` column means under the analysis's rule.
+fn significance_meaning(rule: &ShadeRule) -> String {
+    match rule.significance {
+        SignificanceRule::PerSentence => "95% interval excludes 0".into(),
+        SignificanceRule::Fdr => format!("q <= {} (FDR)", rule.fdr_level),
+    }
+}
+
+const HEADER: [&str; 12] = [
     "#",
     "without",
     "with",
     "importance [95% CI]",
+    "q",
     "sig",
+    "inv",
     "dir",
     "KL",
     "diff",
@@ -151,6 +164,7 @@ fn row(
     b: &BehaviorAnalysis,
     s: &SentenceMetrics,
     kind: ImportanceKind,
+    rule: &ShadeRule,
     text: String,
 ) -> Vec<String> {
     let (without, with) = match b.source {
@@ -167,10 +181,20 @@ fn row(
         without,
         with,
         importance_cell(importance),
-        if importance.is_some_and(|d| d.significant()) {
+        s.q_value(kind)
+            .map_or_else(String::new, |q| format!("{q:.3}")),
+        if is_significant(s, kind, rule) {
             "*".into()
         } else {
             String::new()
+        },
+        match b.source {
+            MetricSource::Rollouts => {
+                let invalid = b.invalid.get(s.index).copied().unwrap_or(0);
+                let warn = b.invalid_share(s.index).is_some_and(|x| x > 0.2);
+                format!("{invalid}{}", if warn { "!" } else { "" })
+            }
+            MetricSource::Imported { .. } => String::new(),
         },
         importance
             .map(|d| direction_glyph(Direction::of(d.value)).to_string())
@@ -211,6 +235,16 @@ fn notes(loaded: &LoadedTrace, b: &BehaviorAnalysis) -> Vec<String> {
             .collect();
         notes.push(format!("labels by {}", list.join(", ")));
     }
+    let warned: Vec<String> = (0..b.positions.len())
+        .filter(|&p| b.invalid_share(p).is_some_and(|x| x > 0.2))
+        .map(|p| p.to_string())
+        .collect();
+    if !warned.is_empty() {
+        notes.push(format!(
+            "warning: over 20% of the rollouts are invalid at position(s) {} (marked ! in inv); invalid labels leave the denominator",
+            warned.join(", ")
+        ));
+    }
     if classifiers.keys().any(|(c, _)| *c == AF_RULES_CLASSIFIER) {
         notes.push(
             "alignment-faking labels from the rule-based judge (af-rules: regular expressions over the five criteria), not the paper's model judge"
@@ -246,7 +280,7 @@ fn rate_cell(rate: Rate) -> String {
 
 fn opt_cell(value: Option<f64>, decimals: usize) -> String {
     match value {
-        Some(v) => format!("{v:.decimals$}"),
+        Some(v) => fmt_fixed(v, decimals),
         None => "n/a".into(),
     }
 }
@@ -255,8 +289,13 @@ fn importance_cell(d: Option<Difference>) -> String {
     match d {
         None => "n/a".into(),
         Some(d) => match d.interval {
-            Some(i) => format!("{:+.2} [{:+.2}, {:+.2}]", d.value, i.lo, i.hi),
-            None => format!("{:+.2}", d.value),
+            Some(i) => format!(
+                "{} [{}, {}]",
+                fmt_signed(d.value),
+                fmt_signed(i.lo),
+                fmt_signed(i.hi)
+            ),
+            None => fmt_signed(d.value),
         },
     }
 }
@@ -433,6 +472,7 @@ mod tests {
         let imp = ImportedMetrics {
             behavior: "accuracy".into(),
             note: "Thought Anchors, sign flipped".into(),
+            notes: vec![],
             sentences: vec![ImportedSentenceMetrics {
                 rate: Some(0.3),
                 counterfactual_importance: Some(-0.12),
@@ -441,6 +481,7 @@ mod tests {
         };
         let a = TraceAnalysis {
             behaviors: vec![from_imported(2, &imp)],
+            rule: Default::default(),
         };
         let text = render_trace(&l, &a, ImportanceKind::Counterfactual);
         assert!(text.contains("imported, not computed here: Thought Anchors, sign flipped"));

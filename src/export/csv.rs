@@ -1,13 +1,18 @@
 //! Per-sentence metrics as CSV (RFC 4180): one row per behavior × sentence, empty fields where a
 //! value is undefined. Numbers are written at full precision for machines.
 
-use crate::analysis::{BehaviorAnalysis, Difference, Interval, MetricSource};
+use crate::analysis::significance::is_significant;
+use crate::analysis::{
+    BehaviorAnalysis, Difference, ImportanceKind, Interval, MetricSource, ShadeRule, THEIRS_SUFFIX,
+};
 use crate::trace::Trace;
 
 use super::format::rate_point;
 
-/// The header row. `significant` refers to the counterfactual importance (the default shown).
-pub const HEADER: [&str; 26] = [
+/// The header row. `significant` refers to the counterfactual importance (the default shown),
+/// under the analysis's rule (per-sentence 95% interval or FDR). `kl_definition` says which KL
+/// the `kl` column holds: ours, KL(P_D ‖ P_kept) over yes/no outcomes, or the source's own.
+pub const HEADER: [&str; 34] = [
     "behavior",
     "index",
     "start",
@@ -30,11 +35,30 @@ pub const HEADER: [&str; 26] = [
     "cf_lo",
     "cf_hi",
     "significant",
+    "p_counterfactual",
+    "q_counterfactual",
+    "p_resampling",
+    "q_resampling",
+    "invalid_without",
+    "invalid_with",
     "kl",
+    "kl_definition",
     "different_fraction",
     "overdeterminedness",
+    "tags",
     "source",
 ];
+
+/// Neutralise a text cell a spreadsheet would run as a formula (OWASP "CSV injection"): a cell
+/// starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`. Only text cells go through
+/// this; numeric columns keep their sign (`-0.12` must stay a number).
+pub fn text_cell(field: &str) -> String {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}")
+    } else {
+        field.to_string()
+    }
+}
 
 /// Quote a field when it holds a comma, a quote, CR or LF; double inner quotes.
 pub fn quote_field(field: &str) -> String {
@@ -58,7 +82,25 @@ fn diff(d: Option<Difference>) -> [String; 3] {
     [num(d.map(|d| d.value)), lo, hi]
 }
 
-fn rows(b: &BehaviorAnalysis, trace: &Trace, out: &mut String) {
+fn rows(b: &BehaviorAnalysis, trace: &Trace, rule: &ShadeRule, out: &mut String) {
+    let kl_definition = match b.source {
+        MetricSource::Rollouts => "ours: KL(P_D || P_kept), yes/no outcomes",
+        MetricSource::Imported { .. } => "theirs: source's answer-distribution KL",
+    };
+    let base = b
+        .behavior
+        .strip_suffix(THEIRS_SUFFIX)
+        .unwrap_or(&b.behavior);
+    let tags_of = |i: usize| {
+        trace
+            .imported
+            .iter()
+            .find(|m| m.behavior == base)
+            .or_else(|| trace.imported.first())
+            .and_then(|m| m.sentences.get(i))
+            .map(|m| m.tags.join(";"))
+            .unwrap_or_default()
+    };
     let source = match b.source {
         MetricSource::Rollouts => "rollouts",
         MetricSource::Imported { .. } => "imported",
@@ -72,11 +114,11 @@ fn rows(b: &BehaviorAnalysis, trace: &Trace, out: &mut String) {
             MetricSource::Imported { .. } => (None, None),
         };
         let mut fields: Vec<String> = vec![
-            b.behavior.clone(),
+            text_cell(&b.behavior),
             s.index.to_string(),
             sentence.map(|x| x.start.to_string()).unwrap_or_default(),
             sentence.map(|x| x.end.to_string()).unwrap_or_default(),
-            sentence.map(|x| x.text.clone()).unwrap_or_default(),
+            sentence.map(|x| text_cell(&x.text)).unwrap_or_default(),
             s.n.to_string(),
             num(without.value),
         ];
@@ -89,12 +131,26 @@ fn rows(b: &BehaviorAnalysis, trace: &Trace, out: &mut String) {
         fields.extend(diff(s.counterfactual));
         fields.push(
             s.counterfactual
-                .map(|d| d.significant().to_string())
+                .map(|_| is_significant(s, ImportanceKind::Counterfactual, rule).to_string())
                 .unwrap_or_default(),
         );
+        fields.push(num(s.p_counterfactual));
+        fields.push(num(s.q_counterfactual));
+        fields.push(num(s.p_resampling));
+        fields.push(num(s.q_resampling));
+        for position in [s.index, s.index + 1] {
+            fields.push(
+                b.invalid
+                    .get(position)
+                    .map(u32::to_string)
+                    .unwrap_or_default(),
+            );
+        }
         fields.push(num(s.kl));
+        fields.push(kl_definition.to_string());
         fields.push(num(s.different_fraction));
         fields.push(num(s.overdeterminedness));
+        fields.push(text_cell(&tags_of(s.index)));
         fields.push(source.to_string());
         let line: Vec<String> = fields.iter().map(|f| quote_field(f)).collect();
         out.push_str(&line.join(","));
@@ -107,7 +163,7 @@ pub fn render(analysis: &crate::analysis::TraceAnalysis, trace: &Trace) -> Strin
     let mut out = HEADER.join(",");
     out.push_str("\r\n");
     for b in &analysis.behaviors {
-        rows(b, trace, &mut out);
+        rows(b, trace, &analysis.rule, &mut out);
     }
     out
 }
@@ -143,6 +199,22 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_but_numbers_are_not() {
+        for bad in ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(text_cell(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(text_cell("I will comply."), "I will comply.");
+        let mut t = fixture::loaded().0.trace;
+        t.sentences[0].text = "=HYPERLINK(\"http://x\")".into();
+        let (_, analysis) = fixture::loaded();
+        let rows = parse(&render(&analysis, &t));
+        let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
+        assert_eq!(rows[1][col("text")], "'=HYPERLINK(\"http://x\")");
+        // A negative importance stays a number.
+        assert_eq!(rows[2][col("counterfactual")], "-1");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const NA: &str = "n/a";
 
 /// A value with 2 decimals, or "n/a".
 pub fn fmt_rate(value: Option<f64>) -> String {
-    value.map_or_else(|| NA.to_string(), |v| format!("{v:.2}"))
+    value.map_or_else(|| NA.to_string(), |v| fmt_fixed(v, 2))
 }
 
 /// "0.42 [0.31, 0.55]" from counts (Wilson 95%), or "n/a" when m = 0.
@@ -34,14 +34,26 @@ pub fn fmt_point(point: &RatePoint) -> String {
     }
 }
 
-/// A signed number with 2 decimals: "+0.33", "−0.12" (ASCII minus), "0.00".
+/// A signed number with 2 decimals: "+0.33", "-0.12" (ASCII minus), and "0.00" for anything
+/// that rounds to zero, so no screen or file ever shows "-0.00" or "+0.00".
 pub fn fmt_signed(v: f64) -> String {
-    if v > 0.0 {
-        format!("+{v:.2}")
-    } else if v < 0.0 {
-        format!("{v:.2}")
+    let rounded = (v * 100.0).round() / 100.0;
+    if rounded > 0.0 {
+        format!("+{rounded:.2}")
+    } else if rounded < 0.0 {
+        format!("{rounded:.2}")
     } else {
         "0.00".to_string()
+    }
+}
+
+/// An unsigned value with `decimals` decimals, never "-0.00" (a tiny negative or −0.0 from
+/// float noise reads as 0).
+pub fn fmt_fixed(v: f64, decimals: usize) -> String {
+    let text = format!("{v:.decimals$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => text,
     }
 }
 
@@ -87,12 +99,6 @@ pub fn significance_mark(diff: Option<Difference>) -> &'static str {
     } else {
         ""
     }
-}
-
-/// |value| / max in 0..=1 for color intensity; `None` when undefined or max is 0.
-pub fn intensity(diff: Option<Difference>, max_magnitude: f64) -> Option<f64> {
-    let d = diff?;
-    (max_magnitude > 0.0).then(|| (d.value.abs() / max_magnitude).clamp(0.0, 1.0))
 }
 
 /// Human name of an importance kind.
@@ -274,8 +280,6 @@ mod tests {
         assert_eq!(direction_sign(Some(d)), "+");
         assert_eq!(significance_mark(Some(d)), "*");
         assert_eq!(direction_sign(None), "");
-        assert_eq!(intensity(Some(d), 1.2), Some(0.5));
-        assert_eq!(intensity(Some(d), 0.0), None);
     }
 
     #[test]

@@ -4,12 +4,12 @@
 
 use std::fmt::Write;
 
-use crate::analysis::{BehaviorAnalysis, Direction, TraceAnalysis};
+use crate::analysis::{BehaviorAnalysis, Direction, Shade, ShadeRule, TraceAnalysis};
 use crate::trace::import::LoadedTrace;
 
 use super::format::{
-    behavior_notes, direction, direction_sign, escape_html as esc, fmt_diff, fmt_point,
-    importance_name, intensity, manifest_lines, rate_point, significance_mark,
+    behavior_notes, direction_sign, escape_html as esc, fmt_diff, fmt_point, importance_name,
+    manifest_lines, rate_point, significance_mark,
 };
 use super::{svg, ExportOptions};
 
@@ -32,15 +32,23 @@ table{border-collapse:collapse;font-size:.85em;width:100%}th,td{border:1px solid
 th{background:#f0f0f0}td.num{text-align:right;white-space:nowrap}
 ";
 
-/// The background color of a sentence span: orange/purple with alpha by magnitude relative to
-/// the largest magnitude of the behavior; gray when neutral (exactly 0).
-pub fn sentence_background(diff: Option<crate::analysis::Difference>, max: f64) -> Option<String> {
-    let dir = direction(diff)?;
-    let alpha = 0.12 + 0.68 * intensity(diff, max).unwrap_or(0.0);
+/// The background color of a sentence span from its [`Shade`]: orange / purple, with alpha
+/// by the absolute level when significant (0.35, 0.55, 0.8) and a faint 0.15 otherwise; a
+/// transparent span for |Δ| below the first step; gray when exactly 0; `None` when undefined
+/// or resting on too few rollouts.
+pub fn sentence_background(shade: Shade) -> Option<String> {
+    let dir = shade.direction?;
     let (r, g, b) = match dir {
         Direction::Promotes => PROMOTES_RGB,
         Direction::Suppresses => SUPPRESSES_RGB,
         Direction::Neutral => return Some("rgba(128,128,128,0.25)".into()),
+    };
+    let alpha = match (shade.strong, shade.level) {
+        (_, 0) => 0.0,
+        (false, _) => 0.15,
+        (true, 1) => 0.35,
+        (true, 2) => 0.55,
+        (true, _) => 0.8,
     };
     Some(format!("rgba({r},{g},{b},{alpha:.2})"))
 }
@@ -102,7 +110,7 @@ pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis, opts: &ExportOptio
     }
 
     for b in &analysis.behaviors {
-        behavior_section(b, loaded, opts, &mut h);
+        behavior_section(b, loaded, opts, &analysis.rule, &mut h);
     }
 
     let _ = writeln!(h, "<h2>Final output</h2>");
@@ -132,6 +140,7 @@ fn behavior_section(
     b: &BehaviorAnalysis,
     loaded: &LoadedTrace,
     opts: &ExportOptions,
+    rule: &ShadeRule,
     h: &mut String,
 ) {
     let t = &loaded.trace;
@@ -143,7 +152,6 @@ fn behavior_section(
     for note in behavior_notes(b, &loaded.rollouts) {
         let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(&note));
     }
-    let max = b.max_magnitude(opts.importance);
     h.push_str("<div class=\"reasoning\">");
     let mut prev_end = t.sentences.first().map_or(0, |s| s.start);
     for (i, s) in t.sentences.iter().enumerate() {
@@ -172,7 +180,7 @@ fn behavior_section(
             ),
             None => format!("S{i} · no metrics"),
         };
-        match sentence_background(imp, max) {
+        match sentence_background(b.shade(i, opts.importance, rule)) {
             Some(bg) => {
                 let _ = write!(
                     h,
@@ -285,6 +293,7 @@ mod tests {
         let imported = crate::trace::ImportedMetrics {
             behavior: "accuracy".into(),
             note: "sign converted".into(),
+            notes: vec![],
             sentences: vec![
                 crate::trace::ImportedSentenceMetrics {
                     rate: Some(0.5),
@@ -300,6 +309,7 @@ mod tests {
         };
         let analysis = TraceAnalysis {
             behaviors: vec![crate::analysis::from_imported(3, &imported)],
+            rule: Default::default(),
         };
         let html = render(&loaded, &analysis, &ExportOptions::default());
         let a = section(&html, "accuracy");
@@ -313,14 +323,22 @@ mod tests {
 
     #[test]
     fn neutral_is_gray() {
-        let d = crate::analysis::Difference {
-            value: 0.0,
-            interval: None,
+        let shade = |direction, level, strong| Shade {
+            direction,
+            level,
+            strong,
         };
         assert_eq!(
-            sentence_background(Some(d), 1.0).unwrap(),
+            sentence_background(shade(Some(Direction::Neutral), 0, false)).unwrap(),
             "rgba(128,128,128,0.25)"
         );
-        assert_eq!(sentence_background(None, 1.0), None);
+        assert_eq!(sentence_background(Shade::NONE), None);
+        // Faint whatever the size unless significant; strong by absolute level.
+        let faint = sentence_background(shade(Some(Direction::Promotes), 3, false)).unwrap();
+        let strong = sentence_background(shade(Some(Direction::Promotes), 3, true)).unwrap();
+        assert!(
+            faint.ends_with("0.15)") && strong.ends_with("0.80)"),
+            "{faint} {strong}"
+        );
     }
 }

@@ -221,6 +221,7 @@ mod tests {
         t.imported.push(ImportedMetrics {
             behavior: "accuracy".into(),
             note: "Thought Anchors counterfactual sign flipped to ours".into(),
+            notes: vec![],
             sentences: vec![ImportedSentenceMetrics {
                 rate: Some(0.4),
                 counterfactual_importance: Some(-0.2),
@@ -229,6 +230,7 @@ mod tests {
         });
         let analysis = TraceAnalysis {
             behaviors: vec![from_imported(1, &t.imported[0])],
+            rule: Default::default(),
         };
         let (mut loaded, _) = fixture::loaded();
         loaded.trace = t;

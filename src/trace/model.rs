@@ -130,14 +130,28 @@ pub struct ImportedSentenceMetrics {
     /// Converted to our sign: positive pushes toward the behavior.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterfactual_importance: Option<f64>,
+    /// The source's own KL (Thought Anchors: KL between final-answer distributions), never
+    /// ours: shown in its own column labelled as theirs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterfactual_kl: Option<f64>,
+    /// Forced-answer importance, converted to our sign where the source says how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_importance: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub different_trajectories_fraction: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overdeterminedness: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The source's own index of this chunk (Thought Anchors `chunk_idx`, which can have gaps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_idx: Option<usize>,
+    /// Sentences (our indices) this one depends on, from the source's `depends_on`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<usize>,
+    /// The source's short summary of the chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// Replacement sentences T_i the other tool sampled (no labels).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replacements: Vec<String>,
@@ -149,6 +163,9 @@ pub struct ImportedSentenceMetrics {
 pub struct ImportedMetrics {
     pub behavior: String,
     pub note: String,
+    /// What the import changed or could not decide (realignment, placeholders), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// One entry per sentence, same order as [`Trace::sentences`].
     pub sentences: Vec<ImportedSentenceMetrics>,
 }

@@ -119,19 +119,29 @@ impl Theme {
         }
     }
 
-    /// Style of a sentence's text: background tint between the faint and strong tone by
-    /// `intensity` (|Δ| / max |Δ|, in 0..=1) with black or white text, whichever contrasts.
-    /// Explicit fg and bg keep it readable on dark and light terminals. Neutral: default style.
-    pub fn direction_style(&self, dir: Option<Direction>, intensity: f64) -> Style {
+    /// Style of a sentence's text by direction, absolute level (0..=3) and strength. A strong
+    /// sentence (significant, enough rollouts) gets a background between the faint and the
+    /// strong tone by level, with black or white text, whichever contrasts; a faint one only
+    /// the faint tone, whatever its size, so an unproven effect never looks like a proven one.
+    /// Level 0 (|Δ| below the first step) and undefined: default style.
+    pub fn direction_style(&self, dir: Option<Direction>, level: u8, strong: bool) -> Style {
         if self.no_color {
             return Style::default();
         }
-        let (faint, strong) = match dir {
+        let (faint, strong_tone) = match dir {
             Some(Direction::Promotes) => (self.promote_faint, self.promote_strong),
             Some(Direction::Suppresses) => (self.suppress_faint, self.suppress_strong),
             _ => return self.fg(self.neutral),
         };
-        let bg = lerp(faint, strong, intensity.clamp(0.0, 1.0));
+        if level == 0 {
+            return self.fg(self.neutral);
+        }
+        let bg = if strong {
+            // Levels 1, 2, 3 sit at one third, two thirds and all of the way to the strong tone.
+            lerp(faint, strong_tone, f64::from(level.min(3)) / 3.0)
+        } else {
+            faint
+        };
         let fg = match bg {
             Color::Rgb(r, g, b) if luminance(r, g, b) < 0.45 => Color::Rgb(255, 255, 255),
             _ => Color::Rgb(0, 0, 0),
@@ -201,24 +211,34 @@ mod tests {
     }
 
     #[test]
-    fn intensity_moves_from_faint_to_strong() {
+    fn strength_follows_significance_and_level() {
         let t = Theme::default();
-        let weak = t.direction_style(Some(Direction::Promotes), 0.0);
-        let strong = t.direction_style(Some(Direction::Promotes), 1.0);
-        assert_eq!(weak.bg, Some(t.promote_faint));
+        let faint = t.direction_style(Some(Direction::Promotes), 3, false);
+        let strong = t.direction_style(Some(Direction::Promotes), 3, true);
+        assert_eq!(
+            faint.bg,
+            Some(t.promote_faint),
+            "unproven stays faint at any size"
+        );
         assert_eq!(strong.bg, Some(t.promote_strong));
-        let purple = t.direction_style(Some(Direction::Suppresses), 1.0);
+        let mid = t.direction_style(Some(Direction::Promotes), 1, true).bg;
+        assert!(mid != strong.bg && mid != faint.bg, "{mid:?}");
+        let purple = t.direction_style(Some(Direction::Suppresses), 3, true);
         assert_eq!(purple.bg, Some(t.suppress_strong));
         // Strong purple is dark: text turns white for contrast.
         assert_eq!(purple.fg, Some(Color::Rgb(255, 255, 255)));
-        assert_eq!(t.direction_style(None, 1.0).bg, None);
+        assert_eq!(t.direction_style(None, 3, true).bg, None);
+        assert_eq!(
+            t.direction_style(Some(Direction::Promotes), 0, true).bg,
+            None
+        );
     }
 
     #[test]
     fn no_color_strips_everything_and_overrides_apply() {
         let t = Theme::new(&BTreeMap::new(), true).unwrap();
         assert_eq!(
-            t.direction_style(Some(Direction::Promotes), 1.0),
+            t.direction_style(Some(Direction::Promotes), 3, true),
             Style::default()
         );
         let mut o = BTreeMap::new();

@@ -19,6 +19,7 @@
 mod chat;
 pub mod json;
 mod native;
+mod ta_realign;
 mod thought_anchors;
 mod transcript;
 

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::json::{self, Node, Problem};
+use super::ta_realign::{realign, Moved, Record};
 use super::{finish, ImportError, LoadedTrace, Parsed};
 use crate::store;
 use crate::trace::model::{
@@ -42,6 +43,7 @@ const BASE_SOLUTION: &str = "base_solution.json";
 const CHUNKS_LABELED: &str = "chunks_labeled.json";
 const CHUNKS_RESAMPLED: &str = "chunks_resampled.json";
 const PROBLEM: &str = "problem.json";
+const SCENARIO: &str = "scenario.json";
 /// The behavior their `accuracy` measures.
 pub const BEHAVIOR: &str = "correct";
 const CLASSIFIER: &str = "thought-anchors-is_correct";
@@ -166,30 +168,62 @@ pub fn load(dir: &Path, opts: &SplitOptions) -> Result<LoadedTrace, ImportError>
         .classifiers
         .insert(CLASSIFIER.into(), "imported".into());
 
+    let measure = detect_measure(
+        chunks
+            .as_ref()
+            .and_then(|c| c.as_array())
+            .and_then(|a| a.first()),
+        base.as_ref(),
+    );
+    if let Some(value) = &base {
+        for flag in ["contains_blackmail", "contains_whistleblowing"] {
+            if let Some(v) = value.get(flag) {
+                let text = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                trace
+                    .meta
+                    .insert(format!("base_{flag}"), text.to_lowercase());
+            }
+        }
+    }
+    if let Some(scenario) = read_json(&dir.join(SCENARIO))? {
+        if let Some(name) = scenario.get("nickname").and_then(Value::as_str) {
+            trace.meta.insert("scenario".into(), name.to_string());
+        }
+    }
+    let mut chunk_positions = Vec::new();
     if !chunk_nodes.is_empty() {
         trace.sentences = locate_chunks(&trace.response, &chunk_nodes).map_err(at(&chunks_path))?;
         let resampled = read_json(&dir.join(CHUNKS_RESAMPLED))?;
-        let metrics = chunk_nodes
+        let records = chunk_nodes
             .iter()
             .enumerate()
-            .map(|(i, (_, node))| chunk_metrics(node, i, resampled.as_ref()))
+            .map(|(i, (_, node))| read_record(node, i, &measure))
             .collect::<Result<Vec<_>, _>>()
             .map_err(at(&chunks_path))?;
+        chunk_positions = records.iter().map(|r| r.chunk_idx).collect();
+        let (metrics, notes) = imported_metrics(records, resampled.as_ref());
+        for n in &notes {
+            warnings.push(format!("{}: {n}", chunks_path.display()));
+        }
         trace.imported.push(ImportedMetrics {
-            behavior: BEHAVIOR.into(),
+            behavior: measure.behavior.clone(),
             note: format!(
-                "Thought Anchors {CHUNKS_LABELED}: rate = their accuracy (share of correct \
-                 answers); counterfactual importance sign flipped to ours (positive pushes \
-                 toward a correct answer), undefined where no resample differed"
+                "Thought Anchors {CHUNKS_LABELED}: rate = their {} ({}); importance signs \
+                 converted to ours (positive pushes toward {}); KL is theirs (between final-answer \
+                 distributions), not ours; 0s written where nothing was measured are n/a",
+                measure.rate_key, measure.description, measure.behavior
             ),
+            notes,
             sentences: metrics,
         });
     }
 
     let mut parsed = Parsed::new(trace);
     parsed.warnings = warnings;
-    let positions = parsed.trace.positions();
-    parsed.rollouts = load_solutions(dir, positions)?;
+    parsed.rollouts = load_solutions(dir, &chunk_positions, &measure)?;
     let store_path = store::store_path_for(dir);
     Ok(finish(parsed, dir, store_path, opts))
 }
@@ -204,7 +238,7 @@ fn trace_id(dir: &Path) -> String {
         })
         .collect();
     match names.as_slice() {
-        [.., model, kind, problem] if kind.ends_with("_base_solution") => {
+        [.., model, kind, problem] if kind.contains("base_solution") => {
             format!("{model}/{kind}/{problem}")
         }
         [.., problem] => problem.clone(),
@@ -217,7 +251,7 @@ fn model_name(dir: &Path) -> Option<String> {
     if !kind
         .file_name()?
         .to_string_lossy()
-        .ends_with("_base_solution")
+        .contains("base_solution")
     {
         return None;
     }
@@ -266,54 +300,240 @@ fn find_normalized(response: &str, from: usize, needle: &str) -> Option<(usize, 
     Some((m.start(), m.end()))
 }
 
-fn chunk_metrics(
+/// What a folder's rate measures, read from the data (docs/METHOD.md): the behavior's name,
+/// the suffix of its metric keys and a note for the UI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measure {
+    pub behavior: String,
+    /// `accuracy`, `blackmail_rate`, …: the rate key, also the suffix of the importance keys.
+    pub rate_key: String,
+    pub description: String,
+}
+
+/// Known rate keys, most specific first; any other `X_rate` with a matching
+/// `resampling_importance_X_rate` is taken as behavior `X`.
+const KNOWN: [(&str, &str, &str); 3] = [
+    (
+        "blackmail_rate",
+        "blackmail",
+        "share of rollouts that blackmail",
+    ),
+    (
+        "whistleblowing_rate",
+        "whistleblowing",
+        "share of rollouts that whistleblow",
+    ),
+    ("accuracy", BEHAVIOR, "share of correct answers"),
+];
+
+/// The measure of a folder from its first chunk record's keys, else from `base_solution.json`'s
+/// `contains_*` flag, else `correct` (the older math format).
+pub fn detect_measure(first_chunk: Option<&Value>, base: Option<&Value>) -> Measure {
+    let make = |key: &str, behavior: &str, what: &str| Measure {
+        behavior: behavior.to_string(),
+        rate_key: key.to_string(),
+        description: what.to_string(),
+    };
+    if let Some(obj) = first_chunk.and_then(Value::as_object) {
+        for (key, behavior, what) in KNOWN {
+            if obj.contains_key(key) {
+                return make(key, behavior, what);
+            }
+        }
+        let mut keys: Vec<&String> = obj.keys().collect();
+        keys.sort();
+        for key in keys {
+            if let Some(name) = key.strip_suffix("_rate") {
+                if obj.contains_key(&format!("resampling_importance_{key}")) {
+                    return make(key, name, &format!("share of rollouts with {name}"));
+                }
+            }
+        }
+    }
+    if let Some(obj) = base.and_then(Value::as_object) {
+        if obj.contains_key("contains_blackmail") {
+            let (k, b, w) = KNOWN[0];
+            return make(k, b, w);
+        }
+        if obj.contains_key("contains_whistleblowing") {
+            let (k, b, w) = KNOWN[1];
+            return make(k, b, w);
+        }
+    }
+    let (k, b, w) = KNOWN[2];
+    make(k, b, w)
+}
+
+/// One chunk record as read, before realignment.
+struct ChunkRecord {
+    chunk_idx: usize,
+    rate: Option<f64>,
+    metrics: Moved,
+    tags: Vec<String>,
+    depends_on: Vec<usize>,
+    summary: Option<String>,
+}
+
+fn read_record(
     node: &Node<'_>,
-    index: usize,
-    resampled: Option<&Value>,
-) -> Result<ImportedSentenceMetrics, Problem> {
+    position: usize,
+    measure: &Measure,
+) -> Result<ChunkRecord, Problem> {
     let num = |key: &str| -> Result<Option<f64>, Problem> {
         match node.get(key) {
             Some(n) => Ok(n.opt_f64()?.filter(|x| x.is_finite())),
             None => Ok(None),
         }
     };
-    let different = num("different_trajectories_fraction")?;
-    let no_different_resample = different == Some(0.0);
-    let counterfactual = num("counterfactual_importance_accuracy")?
-        .filter(|_| !no_different_resample)
-        .map(|x| -x);
+    let key = &measure.rate_key;
+    // Their counterfactual and forced metrics subtract the other way round from ours (checked on
+    // the released data, older and newer format alike: where every resample differed, their
+    // counterfactual importance is minus their resampling importance), so both are negated.
+    let negate = |x: Option<f64>| x.map(|v| if v == 0.0 { 0.0 } else { -v });
+    let chunk_idx = match node.get("chunk_idx") {
+        Some(n) => match n.value.as_u64() {
+            Some(i) => i as usize,
+            None => return Err(n.problem("chunk_idx must be a non-negative integer")),
+        },
+        None => position,
+    };
     let mut tags = Vec::new();
     if let Some(t) = node.get("function_tags") {
         for tag in t.items()? {
             tags.push(tag.str()?.to_string());
         }
     }
-    let replacements = resampled
-        .and_then(|r| r.get(index.to_string()))
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(ImportedSentenceMetrics {
-        rate: num("accuracy")?,
-        resampling_importance: num("resampling_importance_accuracy")?,
-        counterfactual_importance: counterfactual,
-        counterfactual_kl: num("counterfactual_importance_kl")?.filter(|_| !no_different_resample),
-        different_trajectories_fraction: different,
-        overdeterminedness: num("overdeterminedness")?,
+    let mut depends_on = Vec::new();
+    if let Some(d) = node.get("depends_on") {
+        for dep in d.items()? {
+            let parsed = match dep.value {
+                Value::String(s) => s.trim().parse::<usize>().ok(),
+                Value::Number(n) => n.as_u64().map(|n| n as usize),
+                _ => None,
+            };
+            match parsed {
+                Some(i) => depends_on.push(i),
+                None => return Err(dep.problem("depends_on entries must be chunk indices")),
+            }
+        }
+    }
+    let summary = match node.get("summary") {
+        Some(s) => Some(s.str()?.to_string()).filter(|s| !s.trim().is_empty()),
+        None => None,
+    };
+    Ok(ChunkRecord {
+        chunk_idx,
+        rate: num(key)?,
+        metrics: Moved {
+            resampling: num(&format!("resampling_importance_{key}"))?,
+            counterfactual: negate(num(&format!("counterfactual_importance_{key}"))?),
+            kl: num("counterfactual_importance_kl")?,
+            forced: negate(num(&format!("forced_importance_{key}"))?),
+            different_fraction: num("different_trajectories_fraction")?,
+            overdeterminedness: num("overdeterminedness")?,
+        },
         tags,
-        replacements,
+        depends_on,
+        summary,
     })
 }
 
-/// Rollouts of `chunk_i/solutions.json`, labeled `correct` from their `is_correct`.
-fn load_solutions(dir: &Path, positions: usize) -> Result<Vec<Rollout>, ImportError> {
+/// The imported metrics of every sentence, indexed by `chunk_idx`, realigned, with notes.
+fn imported_metrics(
+    records: Vec<ChunkRecord>,
+    resampled: Option<&Value>,
+) -> (Vec<ImportedSentenceMetrics>, Vec<String>) {
+    let plain: Vec<Record> = records
+        .iter()
+        .map(|r| Record {
+            chunk_idx: r.chunk_idx,
+            rate: r.rate,
+            metrics: r.metrics,
+        })
+        .collect();
+    let realigned = realign(&plain);
+    let position_of: std::collections::HashMap<usize, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(p, r)| (r.chunk_idx, p))
+        .collect();
+    let mut notes = realigned.notes;
+    let mut unknown_deps = 0;
+    let metrics = records
+        .into_iter()
+        .zip(realigned.metrics)
+        .map(|(r, m)| {
+            let depends_on = r
+                .depends_on
+                .iter()
+                .filter_map(|idx| {
+                    let p = position_of.get(idx).copied();
+                    unknown_deps += usize::from(p.is_none());
+                    p
+                })
+                .collect();
+            let replacements = resampled
+                .and_then(|v| v.get(r.chunk_idx.to_string()))
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|t| t.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ImportedSentenceMetrics {
+                rate: r.rate,
+                resampling_importance: m.resampling,
+                counterfactual_importance: m.counterfactual,
+                counterfactual_kl: m.kl,
+                forced_importance: m.forced,
+                different_trajectories_fraction: m.different_fraction,
+                overdeterminedness: m.overdeterminedness,
+                tags: r.tags,
+                chunk_idx: Some(r.chunk_idx),
+                depends_on,
+                summary: r.summary,
+                replacements,
+            }
+        })
+        .collect();
+    if unknown_deps > 0 {
+        notes.push(format!(
+            "{unknown_deps} depends_on entr(ies) name a chunk_idx with no record; not shown"
+        ));
+    }
+    (metrics, notes)
+}
+
+/// Rollouts of `chunk_{idx}/solutions.json`, put at the sentence whose `chunk_idx` is idx (the
+/// folders are named by chunk index, which can have gaps) and labelled with the folder's
+/// behavior. The pipeline's rule: a rollout without an answer leaves the denominator (invalid).
+/// Without chunk records, folder i is sentence i.
+fn load_solutions(
+    dir: &Path,
+    chunk_positions: &[usize],
+    measure: &Measure,
+) -> Result<Vec<Rollout>, ImportError> {
+    let folders: Vec<(usize, usize)> = if chunk_positions.is_empty() {
+        (0..)
+            .take_while(|i| dir.join(format!("chunk_{i}")).is_dir())
+            .map(|i| (i, i))
+            .collect()
+    } else {
+        chunk_positions
+            .iter()
+            .enumerate()
+            .map(|(position, &idx)| (position, idx))
+            .collect()
+    };
+    let flag = match measure.behavior.as_str() {
+        "blackmail" => "contains_blackmail",
+        "whistleblowing" => "contains_whistleblowing",
+        _ => "is_correct",
+    };
     let mut rollouts = Vec::new();
-    for position in 0..positions {
-        let path = dir.join(format!("chunk_{position}")).join("solutions.json");
+    for (position, idx) in folders {
+        let path = dir.join(format!("chunk_{idx}")).join("solutions.json");
         let Some(value) = read_json(&path)? else {
             continue;
         };
@@ -328,25 +548,33 @@ fn load_solutions(dir: &Path, positions: usize) -> Result<Vec<Rollout>, ImportEr
                 Some(r) => r.str().map_err(at(&path))?.to_string(),
                 None => String::new(),
             };
-            let value = match item.get("is_correct") {
-                Some(c) => match c.opt_bool().map_err(at(&path))? {
-                    Some(true) => LabelValue::Yes,
-                    Some(false) => LabelValue::No,
-                    None => LabelValue::Invalid,
-                },
+            let answer = item
+                .get("answer")
+                .and_then(|a| a.value.as_str())
+                .map(str::trim)
+                .unwrap_or("");
+            let verdict = match item.get(flag) {
+                Some(c) => flag_value(c.value).ok_or_else(|| {
+                    ImportError::new(&path, c.path(), format!("{flag} must be true or false"))
+                })?,
+                None => None,
+            };
+            // Math folders: no answer means no verdict (their denominators skip it).
+            let needs_answer = flag == "is_correct";
+            let value = match verdict {
+                Some(_) if needs_answer && answer.is_empty() => LabelValue::Invalid,
+                Some(true) => LabelValue::Yes,
+                Some(false) => LabelValue::No,
                 None => LabelValue::Invalid,
             };
             let mut labels = std::collections::BTreeMap::new();
             labels.insert(
-                BEHAVIOR.to_string(),
+                measure.behavior.clone(),
                 Label {
                     value,
                     classifier: CLASSIFIER.into(),
                     version: "imported".into(),
-                    evidence: item
-                        .get("answer")
-                        .and_then(|a| a.value.as_str())
-                        .map(|a| format!("answer: {a}")),
+                    evidence: (!answer.is_empty()).then(|| format!("answer: {answer}")),
                 },
             );
             rollouts.push(Rollout {
@@ -362,4 +590,19 @@ fn load_solutions(dir: &Path, positions: usize) -> Result<Vec<Rollout>, ImportEr
         }
     }
     Ok(rollouts)
+}
+
+/// `true`, `false`, `"True"`, `"false"` (their files hold both); `None` for null.
+fn flag_value(value: &Value) -> Option<Option<bool>> {
+    match value {
+        Value::Bool(b) => Some(Some(*b)),
+        Value::Null => Some(None),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(Some(true)),
+            "false" => Some(Some(false)),
+            "" | "none" | "null" => Some(None),
+            _ => None,
+        },
+        _ => None,
+    }
 }

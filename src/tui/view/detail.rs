@@ -13,6 +13,7 @@ use ratatui::Frame;
 use super::trace::Mark;
 use super::wrap::truncate;
 use crate::analysis::{BehaviorAnalysis, Difference, ImportanceKind, MetricSource, Rate};
+use crate::export::format::fmt_signed;
 use crate::trace::{LabelValue, Rollout};
 use crate::tui::app::{App, Pane};
 
@@ -35,25 +36,115 @@ pub fn fmt_rate(r: &Rate) -> String {
     format!("{with_interval}  {}/{}", r.k, r.m)
 }
 
+/// Above this share of invalid rollouts at a position, the pane warns.
+pub const INVALID_WARNING: f64 = 0.2;
+
+/// Yes, valid (yes + no) and invalid rollouts at a position.
+pub fn label_counts(b: &BehaviorAnalysis, position: usize) -> (u32, u32, u32) {
+    let rate = b.positions.get(position).copied().unwrap_or_default();
+    (
+        rate.k,
+        rate.m,
+        b.invalid.get(position).copied().unwrap_or(0),
+    )
+}
+
+/// A p- or q-value: 3 decimals, "<0.001" below that, or "n/a".
+pub fn fmt_opt_p(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(v) if v < 0.001 => "<0.001".into(),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
 /// "+0.38 [+0.10, +0.60] significant" or "n/a".
 pub fn fmt_difference(d: Option<Difference>) -> String {
     match d {
         None => "n/a".to_string(),
         Some(d) => match d.interval {
             Some(iv) => format!(
-                "{:+.2} [{:+.2}, {:+.2}]{}",
-                d.value,
-                iv.lo,
-                iv.hi,
+                "{} [{}, {}]{}",
+                fmt_signed(d.value),
+                fmt_signed(iv.lo),
+                fmt_signed(iv.hi),
                 if d.significant() {
                     " ✱ sig."
                 } else {
                     " (spans 0)"
                 }
             ),
-            None => format!("{:+.2} (no interval)", d.value),
+            None => format!("{} (no interval)", fmt_signed(d.value)),
         },
     }
+}
+
+/// What the source of an imported trace says about sentence `i`: its chunk index, function
+/// tags, summary, the sentences it depends on and those depending on it, the source's own
+/// numbers next to ours when the shown behavior is computed from rollouts ("theirs"), and the
+/// import's notes (realignment, placeholders).
+pub fn imported_facts(
+    trace: &crate::trace::Trace,
+    i: usize,
+    behavior: &str,
+    shown: Option<&BehaviorAnalysis>,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let Some(set) = trace
+        .imported
+        .iter()
+        .find(|m| m.behavior == behavior)
+        .or_else(|| trace.imported.first())
+    else {
+        return out;
+    };
+    let Some(m) = set.sentences.get(i) else {
+        return out;
+    };
+    if let Some(idx) = m.chunk_idx.filter(|&idx| idx != i) {
+        out.push(("chunk_idx", idx.to_string()));
+    }
+    if !m.tags.is_empty() {
+        out.push(("tags", m.tags.join(", ")));
+    }
+    if let Some(summary) = &m.summary {
+        out.push(("summary", summary.clone()));
+    }
+    let refer = |list: &[usize]| {
+        list.iter()
+            .map(|p| format!("S{p}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !m.depends_on.is_empty() {
+        out.push(("depends on", refer(&m.depends_on)));
+    }
+    let dependents: Vec<usize> = set
+        .sentences
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.depends_on.contains(&i))
+        .map(|(p, _)| p)
+        .collect();
+    if !dependents.is_empty() {
+        out.push(("used by", refer(&dependents)));
+    }
+    let ours = shown.is_some_and(|b| matches!(b.source, MetricSource::Rollouts));
+    if ours && set.behavior == behavior {
+        let signed = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), fmt_signed);
+        out.push((
+            "theirs Δcf/Δ",
+            format!(
+                "{} / {} (their file, no interval)",
+                signed(m.counterfactual_importance),
+                signed(m.resampling_importance)
+            ),
+        ));
+    }
+    for note in &set.notes {
+        out.push(("import note", note.clone()));
+    }
+    out
 }
 
 /// Who produced the labels of `behavior`: a note for the rule-based AF judge.
@@ -160,7 +251,12 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let kv = |k: &str, v: String| {
         Line::from(vec![Span::styled(format!("{k:<15}"), muted), Span::raw(v)])
     };
-    let mark = Mark::of(behavior, i, app.importance);
+    let mark = Mark::of(
+        behavior,
+        i,
+        app.importance,
+        &app.analysis_options().shade_rule(),
+    );
     lines.push(Line::from(vec![
         Span::styled(format!("{:<15}", "behavior"), muted),
         Span::styled(name.clone(), head),
@@ -195,18 +291,51 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 lines.push(kv("rate at i+1", fmt_opt(b.rate_value(i + 1))));
             }
             (MetricSource::Rollouts, Some(m)) => {
+                lines.push(kv(
+                    "p / q (BH)",
+                    format!(
+                        "{} / {}",
+                        fmt_opt_p(m.p_value(app.importance)),
+                        fmt_opt_p(m.q_value(app.importance))
+                    ),
+                ));
                 lines.push(kv("rate without", fmt_rate(&m.rate_without)));
                 lines.push(kv("rate with", fmt_rate(&m.rate_with)));
                 lines.push(kv("rate T_i≠S_i", fmt_rate(&m.rate_different)));
-                lines.push(kv("rollouts at i", m.n.to_string()));
+                for (key, position) in [("at i", i), ("at i+1", i + 1)] {
+                    let (yes, valid, invalid) = label_counts(b, position);
+                    let line = kv(
+                        &format!("yes/valid/inv {key}"),
+                        format!("{yes} / {valid} / {invalid}"),
+                    );
+                    if b.invalid_share(position)
+                        .is_some_and(|s| s > INVALID_WARNING)
+                    {
+                        lines.push(line.style(t.fg(t.error)));
+                        lines.push(Line::styled(
+                            format!("  warning: over 20% of the rollouts {key} are invalid"),
+                            t.fg(t.error),
+                        ));
+                    } else {
+                        lines.push(line);
+                    }
+                }
             }
             (MetricSource::Rollouts, None) => {}
         }
         if let Some(m) = m {
-            lines.push(kv("KL", fmt_opt(m.kl)));
+            let kl_key = match &b.source {
+                MetricSource::Imported { .. } => "KL (theirs)",
+                MetricSource::Rollouts => "KL(D ‖ kept)",
+            };
+            lines.push(kv(kl_key, fmt_opt(m.kl)));
             lines.push(kv("different T_i", fmt_opt(m.different_fraction)));
             lines.push(kv("overdetermined", fmt_opt(m.overdeterminedness)));
         }
+    }
+
+    for (key, value) in imported_facts(trace, i, &name, behavior) {
+        lines.push(kv(key, value));
     }
 
     // Replacement sentences: sampled rollouts first, else the imported list (no labels).

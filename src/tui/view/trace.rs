@@ -10,58 +10,64 @@ use ratatui::Frame;
 use super::layout::trace_panes;
 use super::wrap::wrap;
 use super::{chart, detail};
-use crate::analysis::{BehaviorAnalysis, Direction, ImportanceKind};
+use crate::analysis::{BehaviorAnalysis, Direction, ImportanceKind, Shade, ShadeRule};
 use crate::tui::app::{importance_label, App, Hits, Pane};
 use crate::tui::theme::Theme;
 
-/// How one sentence is marked for one behavior.
+/// How one sentence is marked for one behavior: the analysis's [`Shade`] (direction, level on
+/// the absolute |Δ| scale, strong only when significant with enough rollouts), drawn as a glyph
+/// and a bar that say the same without color.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mark {
-    /// None when the importance is undefined (no data).
+    /// None when the importance is undefined or rests on too few rollouts.
     pub direction: Option<Direction>,
-    /// |Δ| / max |Δ| over the trace, 0..=1.
-    pub intensity: f64,
+    /// 0..=3 by |Δ| steps of 0.05 / 0.15 / 0.30.
+    pub level: u8,
+    /// Significant (by the configured rule) with enough valid rollouts: full strength.
+    pub strong: bool,
 }
 
 impl Mark {
-    pub fn of(b: Option<&BehaviorAnalysis>, i: usize, kind: ImportanceKind) -> Self {
-        let Some(b) = b else {
-            return Self {
-                direction: None,
-                intensity: 0.0,
-            };
-        };
-        let max = b.max_magnitude(kind);
-        match b.sentences.get(i).and_then(|s| s.importance(kind)) {
-            Some(d) => Self {
-                direction: Some(Direction::of(d.value)),
-                intensity: if max > 0.0 { d.value.abs() / max } else { 0.0 },
-            },
-            None => Self {
-                direction: None,
-                intensity: 0.0,
-            },
+    pub fn of(
+        b: Option<&BehaviorAnalysis>,
+        i: usize,
+        kind: ImportanceKind,
+        rule: &ShadeRule,
+    ) -> Self {
+        let shade = b.map_or(Shade::NONE, |b| b.shade(i, kind, rule));
+        Self {
+            direction: shade.direction,
+            level: shade.level,
+            strong: shade.strong,
         }
     }
 
-    /// Sign glyph: ▲ promotes, ▼ suppresses, ○ exactly zero, · undefined.
+    /// Sign glyph: ▲ / ▼ significant, △ / ▽ not (or no interval), ○ exactly zero,
+    /// · undefined or too few rollouts.
     pub fn glyph(&self) -> char {
-        match self.direction {
-            Some(Direction::Promotes) => '▲',
-            Some(Direction::Suppresses) => '▼',
-            Some(Direction::Neutral) => '○',
-            None => '·',
+        match (self.direction, self.strong) {
+            (Some(Direction::Promotes), true) => '▲',
+            (Some(Direction::Promotes), false) => '△',
+            (Some(Direction::Suppresses), true) => '▼',
+            (Some(Direction::Suppresses), false) => '▽',
+            (Some(Direction::Neutral), _) => '○',
+            (None, _) => '·',
         }
     }
 
-    /// Three-cell magnitude bar (so direction and size read without color too).
+    /// Three-cell magnitude bar on the absolute scale (so size reads without color too):
+    /// solid cells when strong, hollow when faint.
     pub fn bar(&self) -> &'static str {
-        match self.direction {
-            Some(Direction::Promotes | Direction::Suppresses) => {
-                match (self.intensity * 3.0).ceil() as u8 {
-                    0 | 1 => "▮  ",
-                    2 => "▮▮ ",
-                    _ => "▮▮▮",
+        match (self.direction, self.strong, self.level) {
+            (Some(Direction::Promotes | Direction::Suppresses), strong, level) => {
+                match (strong, level) {
+                    (_, 0) => "   ",
+                    (true, 1) => "▮  ",
+                    (true, 2) => "▮▮ ",
+                    (true, _) => "▮▮▮",
+                    (false, 1) => "▯  ",
+                    (false, 2) => "▯▯ ",
+                    (false, _) => "▯▯▯",
                 }
             }
             _ => "   ",
@@ -162,15 +168,18 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     let prefix_w = 1 + idx_w + 1 + 1 + 3 + 1;
     let text_w = (inner.width as usize).saturating_sub(prefix_w).max(1);
     let matches = app.matches(&app.query);
+    let rule = app.analysis_options().shade_rule();
 
     let mut lines: Vec<Line> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     let mut first_line = vec![0usize; n];
     for (i, s) in trace.sentences.iter().enumerate() {
         first_line[i] = lines.len();
-        let mark = Mark::of(behavior, i, app.importance);
+        let mark = Mark::of(behavior, i, app.importance, &rule);
         let selected = i == app.selected;
-        let mut text_style = app.theme.direction_style(mark.direction, mark.intensity);
+        let mut text_style = app
+            .theme
+            .direction_style(mark.direction, mark.level, mark.strong);
         if matches.contains(&i) {
             text_style = text_style.add_modifier(Modifier::UNDERLINED);
         }
