@@ -299,8 +299,18 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
     }
     // The detail pane of sentence 2 now counts the rollouts stored at its position.
     let screen = tmux.wait_for("the detail pane to count the rollouts", |s| {
-        s.lines()
-            .any(|l| l.contains("rollouts at i") && l.contains("16"))
+        // "yes/m/inv i     k / m / inv": every stored rollout is valid or invalid.
+        s.lines().any(|l| {
+            let Some(rest) = l.split("yes/m/inv i ").nth(1) else {
+                return false;
+            };
+            let n: Vec<u32> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|x| x.parse().ok())
+                .take(3)
+                .collect();
+            n.len() == 3 && n[1] + n[2] == 16
+        })
     });
     assert!(screen.contains("3/17"), "{screen}");
 

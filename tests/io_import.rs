@@ -136,19 +136,22 @@ fn truncated_last_store_line_is_a_warning_and_mid_file_garbage_an_error() {
         t.warnings
     );
 
-    fs::write(&store_path, format!("{good}\nnot json\n{good}\n")).unwrap();
-    let err = store::read_rollouts(&store_path).unwrap_err().to_string();
+    // Garbage in the middle is skipped with its line number; the rest loads, and the same
+    // rollout stored twice counts once (issue 10: one bad line must not hide the store).
+    let other = serde_json::to_string(&rollout(1, 2)).unwrap();
+    fs::write(&store_path, format!("{good}\nnot json\n{other}\n{good}\n")).unwrap();
+    let (rollouts, warnings) = store::read_rollouts(&store_path).unwrap();
+    assert_eq!(rollouts.len(), 2);
     assert!(
-        err.contains("t.rollouts.jsonl: line 2, column 2: not a rollout: expected ident"),
-        "{err}"
+        warnings[0].contains("t.rollouts.jsonl:2: skipped a line that is not a rollout"),
+        "{warnings:?}"
     );
-    // The trace still loads; the broken store is reported as a warning.
+    assert!(warnings[1].contains("1 duplicate"), "{warnings:?}");
     let t = load_path(&path, &SplitOptions::default())
         .unwrap()
         .traces
         .remove(0);
-    assert!(t.rollouts.is_empty());
-    assert!(t.warnings[0].contains("line 2"), "{:?}", t.warnings);
+    assert_eq!(t.rollouts.len(), 2);
 }
 
 #[test]
@@ -364,7 +367,7 @@ fn toy_thought_anchors_folder_maps_fields_and_flips_the_sign() {
     );
     let m = &tr.imported[0];
     assert_eq!(m.behavior, "correct");
-    assert!(m.note.contains("sign flipped"));
+    assert!(m.note.contains("signs converted to ours"), "{}", m.note);
     assert_eq!(m.sentences[0].rate, Some(0.5));
     assert_eq!(m.sentences[0].resampling_importance, Some(0.25));
     assert_eq!(m.sentences[0].counterfactual_importance, Some(0.25));
@@ -480,6 +483,12 @@ fn shared_problem() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
+        // CI runs with shared/ beside the clone: its absence there is a broken set-up.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing under CI=true",
+            p.display()
+        );
         println!(
             "note: {} absent; skipping the shared Thought Anchors test",
             p.display()

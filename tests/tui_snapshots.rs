@@ -95,10 +95,25 @@ fn trace_view_with_rollouts_colors_by_direction() {
     assert_eq!(app.behavior_name(), "compliance");
     insta::assert_snapshot!("trace_view_with_rollouts", t);
 
-    // S0 promotes compliance (+0.5 of max 0.625), S1 suppresses it (−0.625, the max).
+    // S0 promotes compliance (+0.5), S1 suppresses it (−0.625): both past the top step of the
+    // absolute scale; each is drawn strong only if the analysis finds it significant.
     let theme = Theme::default();
-    let promote = theme.direction_style(Some(Direction::Promotes), 0.5 / 0.625);
-    let suppress = theme.direction_style(Some(Direction::Suppresses), 1.0);
+    let entry = app.entry().unwrap();
+    let rule = entry.analysis.rule;
+    let b = &entry.analysis.behaviors[0];
+    let s0 = b.shade(0, app.importance, &rule);
+    let s1 = b.shade(1, app.importance, &rule);
+    assert_eq!((s0.direction, s0.level), (Some(Direction::Promotes), 3));
+    assert_eq!((s1.direction, s1.level), (Some(Direction::Suppresses), 3));
+    let sig = |i: usize| {
+        b.sentences[i]
+            .importance(app.importance)
+            .unwrap()
+            .significant()
+    };
+    assert_eq!((s0.strong, s1.strong), (sig(0), sig(1)));
+    let promote = theme.direction_style(s0.direction, s0.level, s0.strong);
+    let suppress = theme.direction_style(s1.direction, s1.level, s1.strong);
     let (x0, y0) = find(&buf, "The user is on the free tier").unwrap();
     let c0 = &buf[(x0 + 2, y0)];
     assert_eq!(c0.bg, promote.bg.unwrap());
@@ -314,16 +329,10 @@ fn imported_metrics_show_their_note_and_no_invented_counts() {
     assert!(t.contains("+0.20 (no interval)"), "{t}");
     assert!(t.contains("2× An alternative step."), "{t}");
     assert!(t.contains("rate at i      0.50"), "{t}");
-    // S1 suppresses at full intensity.
+    // S1 suppresses; imported numbers have no interval, so it is drawn faint however large.
     let (x, y) = find(&buf, "If I refuse").unwrap();
     let theme = Theme::default();
-    assert_eq!(
-        buf[(x + 1, y)].bg,
-        theme
-            .direction_style(Some(Direction::Suppresses), 1.0)
-            .bg
-            .unwrap()
-    );
+    assert_eq!(buf[(x + 1, y)].bg, theme.suppress_faint);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use anchorscope::config::Config;
 use anchorscope::trace::split::{split_response, split_text, SplitOptions};
+use anchorscope::trace::terminal::terminal_safe;
 use anchorscope::trace::Sentence;
 
 use super::load;
@@ -99,7 +100,7 @@ fn render_text(groups: &[Group]) -> String {
                 "[{i}] {}..{}  {}",
                 s.start,
                 s.end,
-                escape_newlines(&s.text)
+                escape_newlines(&terminal_safe(&s.text))
             );
         }
     }

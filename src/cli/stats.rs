@@ -32,6 +32,8 @@ struct TraceStats {
     rollouts: usize,
     /// The importance the table would show (both kinds are in the data).
     importance: ImportanceKind,
+    /// Problems met while loading (skipped store lines, dropped duplicates, import notes).
+    warnings: Vec<String>,
     #[serde(flatten)]
     analysis: TraceAnalysis,
 }
@@ -60,6 +62,7 @@ pub fn run(args: &StatsArgs, config: &Config) -> anyhow::Result<()> {
                 path: loaded.path.display().to_string(),
                 rollouts: loaded.rollouts.len(),
                 importance: kind,
+                warnings: loaded.warnings,
                 analysis,
             })
             .collect();

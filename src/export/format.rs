@@ -37,13 +37,11 @@ pub fn fmt_point(point: &RatePoint) -> String {
 /// A signed number with 2 decimals: "+0.33", "-0.12" (ASCII minus), and "0.00" for anything
 /// that rounds to zero, so no screen or file ever shows "-0.00" or "+0.00".
 pub fn fmt_signed(v: f64) -> String {
-    let rounded = (v * 100.0).round() / 100.0;
-    if rounded > 0.0 {
-        format!("+{rounded:.2}")
-    } else if rounded < 0.0 {
-        format!("{rounded:.2}")
-    } else {
+    let text = format!("{v:+.2}");
+    if text == "+0.00" || text == "-0.00" {
         "0.00".to_string()
+    } else {
+        text
     }
 }
 
@@ -166,7 +164,10 @@ pub fn manifest_lines(m: &crate::trace::Manifest) -> Vec<(String, String)> {
 
 /// Collapse whitespace runs (newlines included) to single spaces.
 pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::trace::terminal::terminal_safe(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// At most `max` characters, ending with "…" when cut. Never splits a character.

@@ -259,10 +259,16 @@ mod tests {
 
         let c = section(&html, "compliance");
         assert_eq!(c.matches("class=\"s").count(), 3, "one span per sentence");
-        // S_0 promotes (+0.75 of max 1 → alpha .12+.68*.75 = .63), S_1 suppresses at full
-        // magnitude, S_2 undefined (neutral gray).
+        // With the default minimum of 5 valid rollouts a side, 4 rollouts color nothing.
+        assert_eq!(c.matches("class=\"s undef\"").count(), 3, "{c}");
+        // With a minimum of 1: S_0 promotes (+0.75, significant: top level, alpha .8), S_1
+        // suppresses (−1, significant), S_2 undefined.
+        let mut analysis = analysis.clone();
+        analysis.rule.min_n = 1;
+        let html = render(&loaded, &analysis, &ExportOptions::default());
+        let c = section(&html, "compliance");
         assert!(
-            c.contains("data-i=\"0\" style=\"background:rgba(230,120,20,0.63)\""),
+            c.contains("data-i=\"0\" style=\"background:rgba(230,120,20,0.80)\""),
             "{c}"
         );
         assert!(
@@ -314,8 +320,9 @@ mod tests {
         let html = render(&loaded, &analysis, &ExportOptions::default());
         let a = section(&html, "accuracy");
         assert!(a.contains("Imported metrics") && a.contains("sign converted"));
-        assert!(a.contains("data-i=\"0\" style=\"background:rgba(230,120,20,0.80)\""));
-        assert!(a.contains("data-i=\"1\" style=\"background:rgba(130,60,200,0.46)\""));
+        // No interval: faint whatever the size.
+        assert!(a.contains("data-i=\"0\" style=\"background:rgba(230,120,20,0.15)\""));
+        assert!(a.contains("data-i=\"1\" style=\"background:rgba(130,60,200,0.15)\""));
         assert!(a.contains("class=\"s undef\" data-i=\"2\""));
         // Imported rates have no counts: a line, no band.
         assert!(html.contains("<polyline") && !html.contains("class=\"band\""));

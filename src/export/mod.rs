@@ -74,10 +74,68 @@ pub fn export_to_file(
     format: ExportFormat,
     path: &Path,
 ) -> anyhow::Result<()> {
+    check_output(loaded, path)?;
     let text = render(loaded, analysis, format);
     crate::store::atomic_write(path, text.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(())
+}
+
+/// Refuse an output path that would destroy data or a device: the input trace itself, its
+/// rollout store (or any store or run manifest), an existing file inside an input folder, a
+/// symbolic link, or anything that is not a regular file (`-o /dev/null` run as root would
+/// otherwise replace the device node, since the write is a rename).
+pub fn check_output(loaded: &LoadedTrace, out: &Path) -> anyhow::Result<()> {
+    let refuse = |why: &str| anyhow::bail!("refusing to write {}: {why}", out.display());
+    let meta = match std::fs::symlink_metadata(out) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => anyhow::bail!("{}: {e}", out.display()),
+    };
+    if let Some(m) = &meta {
+        if m.file_type().is_symlink() {
+            return refuse("it is a symbolic link");
+        }
+        if !m.is_file() {
+            return refuse("it exists and is not a regular file");
+        }
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    if name
+        .as_deref()
+        .is_some_and(|n| n.ends_with(".rollouts.jsonl") || n.ends_with(".runs.jsonl"))
+    {
+        return refuse("that name is a rollout store's, and stores hold sampled data");
+    }
+    // Compare real locations: `./t.json`, `../x/t.json` and a hard path name the same file.
+    let resolved = resolve(out);
+    let same = |p: &Path| resolved.is_some() && resolve(p) == resolved;
+    if same(&loaded.path) {
+        return refuse("it is the input trace");
+    }
+    if same(&loaded.store_path) {
+        return refuse("it is the trace's rollout store");
+    }
+    if meta.is_some() && loaded.path.is_dir() {
+        if let (Some(folder), Some(target)) = (resolve(&loaded.path), &resolved) {
+            if target.starts_with(&folder) {
+                return refuse("it is a file of the input folder");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The canonical path of `p`, or of its parent joined with its name when `p` does not exist.
+fn resolve(p: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(c) = p.canonicalize() {
+        return Some(c);
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(p.file_name()?))
 }
 
 /// Shared test data: a hand-built trace with rollouts whose numbers are worked out in the tests.

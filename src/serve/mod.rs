@@ -231,6 +231,11 @@ fn log(
         Some(message) if response.status >= 500 => format!(" error={message:?}"),
         _ => String::new(),
     };
+    // The path is the client's text: no escape sequence of theirs reaches the operator's terminal.
+    let (method, path) = (
+        crate::trace::terminal::terminal_safe(method),
+        crate::trace::terminal::terminal_safe(path),
+    );
     eprintln!(
         "{method} {path} {}{tokens} ms={}{lost}{failure}",
         response.status,

@@ -103,12 +103,32 @@ impl RolloutWriter {
     /// Open (creating if needed) the store at `path` for appending. A partial last line left by
     /// a crash is cut off first (it could not be read anyway); a complete last line that only
     /// lacks its newline gets one.
+    ///
+    /// Refuses a store that is a symbolic link or not a regular file (a repair cuts the file,
+    /// and through a link it would cut another one), and takes an exclusive advisory lock held
+    /// until the writer is dropped: a second writer (another `analyze`, another explorer) is
+    /// refused with a message saying so, so two runs never store the same seeds.
     pub fn open(path: &Path) -> io::Result<Self> {
+        refuse_unsafe_target(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is being written by another anchorscope process (a running \
+                         analyze or explorer job); wait for it to finish or cancel it, then retry",
+                        path.display()
+                    ),
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
         repair_tail(&mut file)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -127,6 +147,31 @@ impl RolloutWriter {
         self.file.write_all(line.as_bytes())?;
         self.file.flush()?;
         self.file.sync_data()
+    }
+}
+
+/// Refuse to write through a symbolic link, or into anything that is not a regular file
+/// (a device, a directory, a FIFO). A missing file is fine: it will be created.
+pub fn refuse_unsafe_target(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link; refusing to write through it (it could point at any \
+                 file). Replace it with a regular file or remove it",
+                path.display()
+            ),
+        )),
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file; refusing to write to it",
+                path.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -151,55 +196,98 @@ fn repair_tail(file: &mut File) -> io::Result<()> {
     file.sync_data()
 }
 
-/// Read every rollout of a store. A missing file is an empty store. A last line that does not
-/// parse (a write cut short by a crash) is skipped with a warning naming the file and line; a
-/// bad line anywhere else is an error naming the file, line and column.
-pub fn read_rollouts(path: &Path) -> Result<(Vec<Rollout>, Vec<String>), ImportError> {
+/// Read every rollout of a store. A missing file is an empty store. A line that does not parse
+/// (anywhere: a write cut short by a crash, or a corrupt line in the middle) is skipped with a
+/// warning naming the file and line, and the other lines load; its position and seed, when
+/// they can still be read, are returned in [`StoreRead::unreadable_seeds`] so that no top-up
+/// samples that seed again. A rollout stored twice (same position and seed, e.g. by two runs
+/// before stores were locked) counts once; the duplicates are dropped and reported.
+pub fn read_store(path: &Path) -> Result<StoreRead, ImportError> {
     let io_error = |e: io::Error, place: String| ImportError {
         path: path.to_path_buf(),
         place,
         message: e.to_string(),
     };
+    let mut out = StoreRead::default();
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(io_error(e, String::new())),
     };
-    let mut lines = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| io_error(e, format!("line {}: ", index + 1)))?;
-        lines.push((index + 1, line));
-    }
-    let last_content = lines
-        .iter()
-        .rposition(|(_, l)| !l.trim().is_empty())
-        .unwrap_or(0);
-    let mut rollouts = Vec::new();
-    let mut warnings = Vec::new();
-    for (position, (number, line)) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0usize;
+    for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let number = index + 1;
+        let bytes = line.map_err(|e| io_error(e, format!("line {number}: ")))?;
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            out.warnings.push(format!(
+                "{}:{number}: skipped a line that is not UTF-8",
+                path.display()
+            ));
+            continue;
+        };
+        if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Rollout>(line) {
-            Ok(r) => rollouts.push(r),
-            Err(e) if position == last_content => warnings.push(format!(
-                "{}:{}: skipped an incomplete last rollout line ({e})",
-                path.display(),
-                number
-            )),
+        match serde_json::from_str::<Rollout>(text) {
+            Ok(r) => {
+                if seen.insert((r.position, r.seed)) {
+                    out.rollouts.push(r);
+                } else {
+                    duplicates += 1;
+                }
+            }
             Err(e) => {
-                return Err(ImportError {
-                    path: path.to_path_buf(),
-                    place: format!("line {number}, column {}: ", e.column()),
-                    message: format!(
-                        "not a rollout: {}",
-                        crate::trace::import::json::syntax_problem(&e).message
-                    ),
-                })
+                out.warnings.push(format!(
+                    "{}:{number}: skipped a line that is not a rollout (column {}: {})",
+                    path.display(),
+                    e.column(),
+                    crate::trace::import::json::syntax_problem(&e).message
+                ));
+                if let Some(taken) = salvage_seed(text) {
+                    out.unreadable_seeds.push(taken);
+                }
             }
         }
     }
-    Ok((rollouts, warnings))
+    if duplicates > 0 {
+        out.warnings.push(format!(
+            "{}: dropped {duplicates} duplicate rollout(s) (same position and seed stored twice)",
+            path.display()
+        ));
+    }
+    out.duplicates = duplicates;
+    Ok(out)
+}
+
+/// What [`read_store`] found.
+#[derive(Debug, Default)]
+pub struct StoreRead {
+    pub rollouts: Vec<Rollout>,
+    pub warnings: Vec<String>,
+    /// (position, seed) of lines that could not be read but still name them.
+    pub unreadable_seeds: Vec<(usize, u64)>,
+    pub duplicates: usize,
+}
+
+/// The `"position"` and `"seed"` of a damaged line, when both are still legible.
+fn salvage_seed(line: &str) -> Option<(usize, u64)> {
+    let number = |key: &str| -> Option<u64> {
+        let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let digits: String = line[at..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some((number("position")? as usize, number("seed")?))
+}
+
+/// Every readable rollout of a store and the warnings (see [`read_store`]).
+pub fn read_rollouts(path: &Path) -> Result<(Vec<Rollout>, Vec<String>), ImportError> {
+    let read = read_store(path)?;
+    Ok((read.rollouts, read.warnings))
 }
 
 #[cfg(test)]
@@ -283,5 +371,83 @@ mod tests {
         w.append(&rollout(1, 8)).unwrap();
         let (rs, _) = read_rollouts(&p).unwrap();
         assert_eq!(rs.iter().map(|r| r.seed).collect::<Vec<_>>(), [7, 8]);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_skipped_and_its_seed_kept_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.rollouts.jsonl");
+        let mut text = String::new();
+        text.push_str(&serde_json::to_string(&rollout(0, 1)).unwrap());
+        text.push('\n');
+        text.push_str("{\"position\":0,\"seed\":77,\"replacement\":\"x\",GARBAGE\n");
+        text.push_str(&serde_json::to_string(&rollout(1, 2)).unwrap());
+        text.push('\n');
+        fs::write(&p, text).unwrap();
+        let read = read_store(&p).unwrap();
+        assert_eq!(
+            read.rollouts.iter().map(|r| r.seed).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+        assert!(
+            read.warnings[0].contains(":2: skipped"),
+            "{:?}",
+            read.warnings
+        );
+        assert_eq!(read.unreadable_seeds, [(0, 77)]);
+    }
+
+    #[test]
+    fn duplicate_position_seed_pairs_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.rollouts.jsonl");
+        let line = serde_json::to_string(&rollout(3, 9)).unwrap();
+        let other = serde_json::to_string(&rollout(4, 9)).unwrap();
+        fs::write(&p, format!("{line}\n{other}\n{line}\n")).unwrap();
+        let read = read_store(&p).unwrap();
+        assert_eq!(read.rollouts.len(), 2);
+        assert_eq!(read.duplicates, 1);
+        assert!(
+            read.warnings[0].contains("1 duplicate"),
+            "{:?}",
+            read.warnings
+        );
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.rollouts.jsonl");
+        let first = RolloutWriter::open(&p).unwrap();
+        let err = RolloutWriter::open(&p)
+            .err()
+            .expect("second writer refused");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            err.to_string().contains("another anchorscope process"),
+            "{err}"
+        );
+        drop(first);
+        assert!(
+            RolloutWriter::open(&p).is_ok(),
+            "free again once the first is dropped"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_store_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, b"precious, no newline at the end").unwrap();
+        let p = dir.path().join("t.rollouts.jsonl");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let err = RolloutWriter::open(&p).err().expect("refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"precious, no newline at the end"
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod import;
 pub mod model;
 pub mod split;
+pub mod terminal;
 
 pub use model::*;
 

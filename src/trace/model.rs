@@ -146,7 +146,8 @@ pub struct ImportedSentenceMetrics {
     /// The source's own index of this chunk (Thought Anchors `chunk_idx`, which can have gaps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_idx: Option<usize>,
-    /// Sentences (our indices) this one depends on, from the source's `depends_on`.
+    /// Sentences (our indices) this one depends on, from the source's `depends_on` (their
+    /// labeller numbers chunks by position in the labelled list).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<usize>,
     /// The source's short summary of the chunk.

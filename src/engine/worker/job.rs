@@ -10,7 +10,7 @@ use crate::behavior::BehaviorSet;
 use crate::engine::embed::cosine;
 use crate::engine::sampler::rollout_seed;
 use crate::engine::{EngineCommand, EngineError, EngineEvent, Job, JobId};
-use crate::store::{read_rollouts, RolloutWriter};
+use crate::store::{read_store, RolloutWriter};
 use crate::trace::split::{first_sentence, SplitOptions};
 use crate::trace::{FinishReason, Rollout, SamplerSettings, Trace};
 
@@ -318,15 +318,29 @@ pub fn run_job(
 
     // What is already stored decides the top-up: the store is the truth (the UI's counts may
     // miss rollouts of a job it superseded).
+    // The writer (and its lock) comes first: reading and planning under the lock means two
+    // processes can never plan the same seeds.
+    let mut writer = match RolloutWriter::open(&job.store_path) {
+        Ok(w) => w,
+        Err(e) => {
+            error(format!(
+                "{}: cannot open the rollout store: {e}",
+                job.store_path.display()
+            ));
+            return finish(false);
+        }
+    };
     let mut existing = job.existing.clone();
     let mut used = HashSet::new();
-    match read_rollouts(&job.store_path) {
-        Ok((stored, _warnings)) => {
+    match read_store(&job.store_path) {
+        Ok(stored) => {
             let mut counts = BTreeMap::new();
-            for r in &stored {
+            for r in &stored.rollouts {
                 *counts.entry(r.position).or_insert(0usize) += 1;
                 used.insert(r.seed);
             }
+            // A damaged line's seed was sampled once: never sample it again.
+            used.extend(stored.unreadable_seeds.iter().map(|&(_, seed)| seed));
             existing = counts;
         }
         Err(e) => {
@@ -359,16 +373,6 @@ pub fn run_job(
     if total == 0 {
         return finish(false);
     }
-    let mut writer = match RolloutWriter::open(&job.store_path) {
-        Ok(w) => w,
-        Err(e) => {
-            error(format!(
-                "{}: cannot open the rollout store: {e}",
-                job.store_path.display()
-            ));
-            return finish(false);
-        }
-    };
     let mut progress = Progress {
         job: job.id,
         done: 0,

@@ -457,6 +457,21 @@ fn imported_metrics(
         .enumerate()
         .map(|(p, r)| (r.chunk_idx, p))
         .collect();
+    // Their labeller numbers chunks by place in the labelled list, not by chunk_idx (in the
+    // released blackmail folder, chunk_idx 8 depends on "6", which is no chunk_idx but the
+    // record just before it). Read them as positions when every entry points back to an
+    // earlier record, else as chunk indices.
+    let as_positions = records
+        .iter()
+        .enumerate()
+        .all(|(p, r)| r.depends_on.iter().all(|&d| d < p));
+    let position_of = |d: &usize| -> Option<usize> {
+        if as_positions {
+            Some(*d)
+        } else {
+            position_of.get(d).copied()
+        }
+    };
     let mut notes = realigned.notes;
     let mut unknown_deps = 0;
     let metrics = records
@@ -467,7 +482,7 @@ fn imported_metrics(
                 .depends_on
                 .iter()
                 .filter_map(|idx| {
-                    let p = position_of.get(idx).copied();
+                    let p = position_of(idx);
                     unknown_deps += usize::from(p.is_none());
                     p
                 })

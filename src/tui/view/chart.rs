@@ -177,6 +177,7 @@ mod tests {
             source: MetricSource::Rollouts,
             positions: vec![Rate::new(1, 2), Rate::new(0, 0), Rate::new(4, 4)],
             imported_rates: Vec::new(),
+            invalid: Vec::new(),
             sentences: Vec::<SentenceMetrics>::new(),
         };
         let (rate, lo, hi) = series(&b, 3);

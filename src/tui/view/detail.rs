@@ -302,10 +302,10 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 lines.push(kv("rate without", fmt_rate(&m.rate_without)));
                 lines.push(kv("rate with", fmt_rate(&m.rate_with)));
                 lines.push(kv("rate T_i≠S_i", fmt_rate(&m.rate_different)));
-                for (key, position) in [("at i", i), ("at i+1", i + 1)] {
+                for (key, position) in [("i", i), ("i+1", i + 1)] {
                     let (yes, valid, invalid) = label_counts(b, position);
                     let line = kv(
-                        &format!("yes/valid/inv {key}"),
+                        &format!("yes/m/inv {key}"),
                         format!("{yes} / {valid} / {invalid}"),
                     );
                     if b.invalid_share(position)
@@ -313,7 +313,7 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                     {
                         lines.push(line.style(t.fg(t.error)));
                         lines.push(Line::styled(
-                            format!("  warning: over 20% of the rollouts {key} are invalid"),
+                            format!("  warning: over 20% of the rollouts at {key} are invalid"),
                             t.fg(t.error),
                         ));
                     } else {

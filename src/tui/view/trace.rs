@@ -243,18 +243,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bar_grows_with_intensity() {
-        let m = |d, t| Mark {
+    fn bar_follows_absolute_level_and_glyph_follows_significance() {
+        let m = |d, level, strong| Mark {
             direction: Some(d),
-            intensity: t,
+            level,
+            strong,
         };
-        assert_eq!(m(Direction::Promotes, 0.1).bar(), "▮  ");
-        assert_eq!(m(Direction::Promotes, 0.5).bar(), "▮▮ ");
-        assert_eq!(m(Direction::Suppresses, 1.0).bar(), "▮▮▮");
-        assert_eq!(m(Direction::Suppresses, 1.0).glyph(), '▼');
+        assert_eq!(m(Direction::Promotes, 1, true).bar(), "▮  ");
+        assert_eq!(m(Direction::Promotes, 2, true).bar(), "▮▮ ");
+        assert_eq!(m(Direction::Suppresses, 3, true).bar(), "▮▮▮");
+        assert_eq!(m(Direction::Suppresses, 3, true).glyph(), '▼');
+        // Not significant: hollow glyph and bar, whatever the size.
+        assert_eq!(m(Direction::Suppresses, 3, false).glyph(), '▽');
+        assert_eq!(m(Direction::Promotes, 3, false).bar(), "▯▯▯");
+        // Below the first step: direction shown, no bar.
+        assert_eq!(m(Direction::Promotes, 0, true).bar(), "   ");
         let none = Mark {
             direction: None,
-            intensity: 0.0,
+            level: 0,
+            strong: false,
         };
         assert_eq!((none.glyph(), none.bar()), ('·', "   "));
     }
