@@ -345,6 +345,7 @@ mod tests {
             finish: FinishReason::Stop,
             labels,
             similarity: sim,
+            run: None,
         }
     }
 

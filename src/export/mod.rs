@@ -157,6 +157,7 @@ pub(crate) mod fixture {
             finish: FinishReason::Stop,
             labels,
             similarity: sim,
+            run: None,
         }
     }
 

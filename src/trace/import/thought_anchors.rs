@@ -358,6 +358,7 @@ fn load_solutions(dir: &Path, positions: usize) -> Result<Vec<Rollout>, ImportEr
                 finish: FinishReason::Unknown,
                 labels,
                 similarity: None,
+                run: None,
             });
         }
     }
