@@ -39,6 +39,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// `[judge]`: the model judge for alignment faking.
     pub judge: JudgeSettings,
+    /// `[sampling]`: which runs' rollouts rates pool (see store::runs).
+    pub sampling: crate::store::runs::SamplingConfig,
 }
 
 impl Config {

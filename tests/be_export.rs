@@ -52,6 +52,7 @@ fn rollout(t: &Trace, position: usize, continuation: &str, seed: u64) -> Rollout
         finish: FinishReason::Stop,
         labels: BehaviorSet::builtin().classify(&full),
         similarity: Some(0.5),
+        run: None,
     }
 }
 

@@ -113,6 +113,7 @@ fn rollout(position: usize, seed: u64) -> Rollout {
         finish: FinishReason::Stop,
         labels,
         similarity: None,
+        run: None,
     }
 }
 

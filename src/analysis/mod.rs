@@ -462,6 +462,7 @@ mod tests {
             finish: FinishReason::Stop,
             labels,
             similarity: sim,
+            run: None,
         }
     }
 

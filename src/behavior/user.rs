@@ -160,6 +160,52 @@ fn short(s: &str) -> String {
     }
 }
 
+/// Label stored rollouts with the user behaviors of `config` at load time, in memory (the
+/// store is not rewritten). A regex costs nothing next to sampling, so adding a behavior to the
+/// config counts every stored rollout, not only those sampled while it was configured. A label
+/// is (re)computed when it is missing, or when it came from this classifier at another version
+/// (the rule was edited); a label of the same name from another classifier is left alone.
+/// The reasoning read is the trace prefix P_i plus the continuation, as the worker judges it.
+/// Imported rollouts (finish `Unknown`) are skipped: their text is not a continuation of our
+/// prefix, so joining the two would judge a text nobody generated. Returns how many labels
+/// were computed.
+pub fn label_stored(
+    config: &super::BehaviorsConfig,
+    trace: &crate::trace::Trace,
+    rollouts: &mut [crate::trace::Rollout],
+) -> anyhow::Result<usize> {
+    let behaviors = config
+        .behaviors
+        .iter()
+        .map(UserBehavior::compile)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut computed = 0;
+    for rollout in rollouts.iter_mut() {
+        if rollout.finish == crate::trace::FinishReason::Unknown
+            || rollout.position >= trace.positions()
+        {
+            continue;
+        }
+        let stale: Vec<&UserBehavior> = behaviors
+            .iter()
+            .filter(|b| match rollout.labels.get(&b.name) {
+                None => true,
+                Some(l) => l.classifier == CLASSIFIER && l.version != b.version,
+            })
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let response = format!("{}{}", trace.prefix(rollout.position), rollout.text);
+        let parts = ResponseParts::of(&response);
+        for b in stale {
+            rollout.labels.insert(b.name.clone(), b.classify(&parts));
+            computed += 1;
+        }
+    }
+    Ok(computed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +281,69 @@ mod tests {
         let c = UserBehavior::compile(&spec(&[], &["RLHF"], "any")).unwrap();
         assert_ne!(a.version, c.version);
         assert_eq!(a.version.len(), 8);
+    }
+}
+
+#[cfg(test)]
+mod load_time_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::behavior::BehaviorsConfig;
+    use crate::trace::split::{split_response, SplitOptions};
+    use crate::trace::{FinishReason, Message, Rollout, Trace};
+
+    fn spec(pattern: &str) -> UserBehaviorSpec {
+        toml::from_str(&format!(
+            "name = \"mentions_rules\"\nreasoning = [{pattern:?}]"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_stored_rollout_gets_a_new_behavior_and_stale_versions_are_redone() {
+        let mut trace = Trace::new(
+            "t",
+            vec![Message::new("user", "q")],
+            "<SCRATCHPAD_REASONING>First thought here. Second thought here.</SCRATCHPAD_REASONING>",
+        );
+        trace.sentences = split_response(&trace.response, &SplitOptions::default());
+        let rollout = |text: &str, finish| Rollout {
+            position: 1,
+            seed: 0,
+            replacement: String::new(),
+            text: text.into(),
+            tokens: 1,
+            finish,
+            labels: BTreeMap::new(),
+            similarity: None,
+            run: None,
+        };
+        let mut rollouts = vec![
+            rollout(
+                "The rules say so.</SCRATCHPAD_REASONING>",
+                FinishReason::Stop,
+            ),
+            rollout("Nothing.</SCRATCHPAD_REASONING>", FinishReason::Length),
+            rollout("The rules.", FinishReason::Unknown),
+        ];
+        let config = BehaviorsConfig {
+            behaviors: vec![spec("rules")],
+        };
+        assert_eq!(label_stored(&config, &trace, &mut rollouts).unwrap(), 2);
+        assert_eq!(rollouts[0].label("mentions_rules"), Some(LabelValue::Yes));
+        assert_eq!(rollouts[1].label("mentions_rules"), Some(LabelValue::No));
+        assert_eq!(
+            rollouts[2].label("mentions_rules"),
+            None,
+            "imported: skipped"
+        );
+        // Same rule again: nothing to do. An edited rule: every label redone.
+        assert_eq!(label_stored(&config, &trace, &mut rollouts).unwrap(), 0);
+        let edited = BehaviorsConfig {
+            behaviors: vec![spec("Nothing")],
+        };
+        assert_eq!(label_stored(&edited, &trace, &mut rollouts).unwrap(), 2);
+        assert_eq!(rollouts[1].label("mentions_rules"), Some(LabelValue::Yes));
     }
 }

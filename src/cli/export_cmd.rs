@@ -3,7 +3,8 @@
 use anyhow::Context;
 
 use anchorscope::config::Config;
-use anchorscope::export::{default_file, export_to_file};
+use anchorscope::export::json::render_with_runs;
+use anchorscope::export::{check_output, default_file, export_to_file, ExportFormat};
 
 use super::load;
 use super::output::print;
@@ -13,9 +14,10 @@ pub fn run(args: &ExportArgs, config: &Config) -> anyhow::Result<()> {
     let outcome = load::load(&args.trace_path, &config.split)?;
     load::warn_about(&outcome);
     let several = outcome.traces.len() > 1;
-    let loaded = load::select_one(outcome.traces, args.trace.as_deref())?;
+    let mut loaded = load::select_one(outcome.traces, args.trace.as_deref())?;
     let behaviors = load::behavior_names(config)?;
-    let analysis = load::analyze(&loaded, &behaviors, config);
+    let pooled = load::pool_runs(&mut loaded, config, args.pool)?;
+    let analysis = load::analyze_pooled(&loaded, &behaviors, config, &pooled);
 
     // Default: `<name>.<ext>` in the current directory (a relative path, printed as such).
     let out = match &args.output {
@@ -28,7 +30,17 @@ pub fn run(args: &ExportArgs, config: &Config) -> anyhow::Result<()> {
             std::path::Path::new(""),
         ),
     };
-    export_to_file(&loaded, &analysis, args.format, &out)
-        .with_context(|| format!("exporting trace {} to {}", loaded.trace.id, out.display()))?;
+    // Never over the input, its store, a device or a link (every format, checked once here).
+    check_output(&loaded, &out)?;
+    let written = match args.format {
+        // JSON carries every rollout (labels, run id), the run records and the pool.
+        ExportFormat::Json => {
+            let text = render_with_runs(&loaded, &analysis, &pooled.pool, &pooled.runs);
+            anchorscope::store::atomic_write(&out, text.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))
+        }
+        format => export_to_file(&loaded, &analysis, format, &out),
+    };
+    written.with_context(|| format!("exporting trace {} to {}", loaded.trace.id, out.display()))?;
     print(&format!("{}\n", out.display()))
 }

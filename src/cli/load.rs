@@ -5,8 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use anchorscope::analysis::{analyze_trace, TraceAnalysis};
+use anchorscope::behavior::user::label_stored;
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::config::Config;
+use anchorscope::store::runs::{pool, read_runs, runs_path_for, Pool, PoolMode, RunRecord};
 use anchorscope::trace::import::{load_path, LoadOutcome, LoadedTrace};
 use anchorscope::trace::split::SplitOptions;
 
@@ -93,9 +95,37 @@ pub fn behavior_names(config: &Config) -> anyhow::Result<Vec<String>> {
         .names())
 }
 
-/// The analysis of one loaded trace from its stored rollouts (and imported metrics).
-pub fn analyze(loaded: &LoadedTrace, behaviors: &[String], config: &Config) -> TraceAnalysis {
-    analyze_trace(&loaded.trace, &loaded.rollouts, behaviors, &config.analysis)
+/// The runs of a trace and which of them its rates pool.
+pub struct Pooled {
+    pub pool: Pool,
+    pub runs: Vec<RunRecord>,
+}
+
+/// Prepare a loaded trace for rates: label every stored rollout with the config's user
+/// behaviors (in memory), read the run manifest beside its store, and decide the pool (`flag`
+/// over the config's `[sampling] pool`).
+pub fn pool_runs(
+    loaded: &mut LoadedTrace,
+    config: &Config,
+    flag: Option<PoolMode>,
+) -> anyhow::Result<Pooled> {
+    label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)
+        .context("in the config's [[behavior]] tables")?;
+    let runs = read_runs(&runs_path_for(&loaded.store_path))?;
+    let mode = flag.unwrap_or(config.sampling.pool);
+    let pool = pool(&loaded.rollouts, &runs, mode);
+    Ok(Pooled { pool, runs })
+}
+
+/// The analysis of one loaded trace over its pooled rollouts only (and imported metrics).
+pub fn analyze_pooled(
+    loaded: &LoadedTrace,
+    behaviors: &[String],
+    config: &Config,
+    pooled: &Pooled,
+) -> TraceAnalysis {
+    let rollouts = pooled.pool.filter(&loaded.rollouts);
+    analyze_trace(&loaded.trace, &rollouts, behaviors, &config.analysis)
 }
 
 #[cfg(test)]
@@ -154,7 +184,8 @@ mod tests {
             text: "r".into(),
         }];
         let names = behavior_names(&Config::default()).unwrap();
-        let a = analyze(&t, &names, &Config::default());
+        let pooled = pool_runs(&mut t, &Config::default(), None).unwrap();
+        let a = analyze_pooled(&t, &names, &Config::default(), &pooled);
         assert_eq!(a.behavior_names(), vec!["compliance", "alignment_faking"]);
         assert!(a.behaviors.iter().all(|b| b.rate_value(0).is_none()));
     }

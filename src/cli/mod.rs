@@ -532,6 +532,11 @@ pub struct StatsArgs {
     /// Print the analysis as JSON (trace id, path, rollout count, behaviors).
     #[arg(long)]
     pub json: bool,
+
+    /// Which runs' rollouts the rates pool: `matching` (same engine, model, sampler, token
+    /// cap; default, or `[sampling] pool` in the config) or `all`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub pool: Option<anchorscope::store::runs::PoolMode>,
 }
 
 #[derive(Debug, Args)]
@@ -551,6 +556,11 @@ pub struct ExportArgs {
     /// The trace to export, when TRACE holds several (JSONL, directory).
     #[arg(long, value_name = "ID")]
     pub trace: Option<String>,
+
+    /// Which runs' rollouts the rates pool: `matching` (same engine, model, sampler, token
+    /// cap; default, or `[sampling] pool` in the config) or `all`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub pool: Option<anchorscope::store::runs::PoolMode>,
 }
 
 /// Run the parsed command line. User errors come back as `Err` with context; `main` prints them.

@@ -13,6 +13,7 @@ use anchorscope::analysis::{
 };
 use anchorscope::config::Config;
 use anchorscope::export::format::{fmt_fixed, fmt_signed};
+use anchorscope::store::runs::{Pool, RunRecord};
 use anchorscope::trace::import::LoadedTrace;
 
 use super::load;
@@ -34,6 +35,10 @@ struct TraceStats {
     importance: ImportanceKind,
     /// Problems met while loading (skipped store lines, dropped duplicates, import notes).
     warnings: Vec<String>,
+    /// Which runs the rates pool, and why others are left out.
+    pooled_runs: Pool,
+    /// Every run record of the trace's store.
+    runs: Vec<RunRecord>,
     #[serde(flatten)]
     analysis: TraceAnalysis,
 }
@@ -46,23 +51,26 @@ pub fn run(args: &StatsArgs, config: &Config) -> anyhow::Result<()> {
     let kind = ImportanceKind::from(args.importance);
 
     let mut analysed = Vec::with_capacity(traces.len());
-    for loaded in traces {
-        let mut analysis = load::analyze(&loaded, &behaviors, config);
+    for mut loaded in traces {
+        let pooled = load::pool_runs(&mut loaded, config, args.pool)?;
+        let mut analysis = load::analyze_pooled(&loaded, &behaviors, config, &pooled);
         if let Some(only) = &args.behavior {
             keep_behavior(&mut analysis, only, &loaded.trace.id)?;
         }
-        analysed.push((loaded, analysis));
+        analysed.push((loaded, analysis, pooled));
     }
 
     let text = if args.json {
         let mut stats: Vec<TraceStats> = analysed
             .into_iter()
-            .map(|(loaded, analysis)| TraceStats {
+            .map(|(loaded, analysis, pooled)| TraceStats {
                 trace: loaded.trace.id,
                 path: loaded.path.display().to_string(),
                 rollouts: loaded.rollouts.len(),
                 importance: kind,
                 warnings: loaded.warnings,
+                pooled_runs: pooled.pool,
+                runs: pooled.runs,
                 analysis,
             })
             .collect();
@@ -77,7 +85,7 @@ pub fn run(args: &StatsArgs, config: &Config) -> anyhow::Result<()> {
     } else {
         analysed
             .iter()
-            .map(|(loaded, analysis)| render_trace(loaded, analysis, kind))
+            .map(|(loaded, analysis, pooled)| render_trace(loaded, analysis, kind, &pooled.pool))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -97,7 +105,12 @@ fn keep_behavior(analysis: &mut TraceAnalysis, name: &str, trace_id: &str) -> an
 }
 
 /// The text report of one trace: a header, then one table per behavior.
-fn render_trace(loaded: &LoadedTrace, analysis: &TraceAnalysis, kind: ImportanceKind) -> String {
+fn render_trace(
+    loaded: &LoadedTrace,
+    analysis: &TraceAnalysis,
+    kind: ImportanceKind,
+    pool: &Pool,
+) -> String {
     let trace = &loaded.trace;
     let mut out = String::new();
     let _ = writeln!(out, "trace {}  ({})", trace.id, loaded.path.display());
@@ -108,6 +121,7 @@ fn render_trace(loaded: &LoadedTrace, analysis: &TraceAnalysis, kind: Importance
         loaded.rollouts.len(),
         kind_name(kind)
     );
+    let _ = writeln!(out, "  {}", pool.summary());
     if let Some(note) = &trace.manifest.note {
         let _ = writeln!(out, "  manifest: {note}");
     }
@@ -338,6 +352,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every rollout pooled (the fixtures have no run records).
+    fn test_pool(l: &LoadedTrace) -> Pool {
+        anchorscope::store::runs::pool(&l.rollouts, &[], anchorscope::store::runs::PoolMode::All)
+    }
     use anchorscope::analysis::{analyze_trace, from_imported, AnalysisOptions};
     use anchorscope::trace::{
         FinishReason, ImportedMetrics, ImportedSentenceMetrics, Label, LabelValue, Message,
@@ -365,6 +384,7 @@ mod tests {
             finish: FinishReason::Stop,
             labels,
             similarity: Some(sim),
+            run: None,
         }
     }
 
@@ -432,7 +452,7 @@ mod tests {
         let l = loaded(rs);
         let names = vec!["alignment_faking".to_string()];
         let a = analyze_trace(&l.trace, &l.rollouts, &names, &AnalysisOptions::default());
-        let text = render_trace(&l, &a, ImportanceKind::Counterfactual);
+        let text = render_trace(&l, &a, ImportanceKind::Counterfactual, &test_pool(&l));
         let row0 = text
             .lines()
             .find(|l| l.trim_start().starts_with("0 "))
@@ -458,7 +478,7 @@ mod tests {
         let l = loaded(Vec::new());
         let names = vec!["compliance".to_string()];
         let a = analyze_trace(&l.trace, &l.rollouts, &names, &AnalysisOptions::default());
-        let text = render_trace(&l, &a, ImportanceKind::Resampling);
+        let text = render_trace(&l, &a, ImportanceKind::Resampling, &test_pool(&l));
         assert!(text.contains("no rollouts stored"), "{text}");
         assert!(text.contains("importance: resampling"), "{text}");
         let rows: Vec<&str> = text
@@ -486,7 +506,7 @@ mod tests {
             behaviors: vec![from_imported(2, &imp)],
             rule: Default::default(),
         };
-        let text = render_trace(&l, &a, ImportanceKind::Counterfactual);
+        let text = render_trace(&l, &a, ImportanceKind::Counterfactual, &test_pool(&l));
         assert!(text.contains("imported, not computed here: Thought Anchors, sign flipped"));
         let row0 = text
             .lines()

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use crate::analysis::TraceAnalysis;
+use crate::store::runs::{Pool, RunRecord};
 use crate::trace::import::LoadedTrace;
-use crate::trace::{LabelValue, Trace};
+use crate::trace::{LabelValue, Rollout, Trace};
 
 pub const EXPORT_FORMAT: &str = "anchorscope-export";
 pub const EXPORT_VERSION: u32 = 1;
@@ -20,6 +21,15 @@ struct Export<'a> {
     /// when no label came from a model judge).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     judge_evidence: Vec<JudgeEvidence<'a>>,
+    /// Which runs the analysis pools (absent from [`render`], which knows no runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pooled_runs: Option<&'a Pool>,
+    /// The run records of the store (see store::runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<&'a [RunRecord]>,
+    /// Every stored rollout with its labels and run id, pooled or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollouts: Option<&'a [Rollout]>,
 }
 
 /// One rollout's model-judge label.
@@ -64,10 +74,39 @@ pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis) -> String {
         analysis,
         rollout_count: loaded.rollouts.len(),
         judge_evidence: judge_evidence(loaded),
+        pooled_runs: None,
+        runs: None,
+        rollouts: None,
     };
+    to_text(&doc)
+}
+
+/// [`render`] plus the rollouts (labels, run id), the run records and the pool: what a
+/// researcher needs to recount the numbers.
+pub fn render_with_runs(
+    loaded: &LoadedTrace,
+    analysis: &TraceAnalysis,
+    pool: &Pool,
+    runs: &[RunRecord],
+) -> String {
+    let doc = Export {
+        format: EXPORT_FORMAT,
+        version: EXPORT_VERSION,
+        trace: &loaded.trace,
+        analysis,
+        rollout_count: loaded.rollouts.len(),
+        judge_evidence: judge_evidence(loaded),
+        pooled_runs: Some(pool),
+        runs: Some(runs),
+        rollouts: Some(&loaded.rollouts),
+    };
+    to_text(&doc)
+}
+
+fn to_text(doc: &Export<'_>) -> String {
     // Every field serializes infallibly (string map keys, no custom serializers); keep the
     // contract "render returns text" and put the reason in the text if that ever changes.
-    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| {
+    serde_json::to_string_pretty(doc).unwrap_or_else(|e| {
         serde_json::json!({"format": EXPORT_FORMAT, "error": e.to_string()}).to_string()
     })
 }

@@ -215,6 +215,7 @@ pub(crate) mod fixture {
             finish: FinishReason::Stop,
             labels,
             similarity: sim,
+            run: None,
         }
     }
 

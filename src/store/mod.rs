@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::trace::import::ImportError;
 use crate::trace::{Rollout, Trace};
 
+pub mod runs;
+
 /// The rollout store of a trace file: `NAME.rollouts.jsonl` beside `NAME.json` (for a folder,
 /// `anchorscope.rollouts.jsonl` inside it).
 pub fn store_path_for(trace_path: &Path) -> PathBuf {
@@ -316,6 +318,7 @@ mod tests {
             finish: FinishReason::Stop,
             labels,
             similarity: Some(0.5),
+            run: None,
         }
     }
 

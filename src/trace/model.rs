@@ -288,6 +288,10 @@ pub struct Rollout {
     /// Cosine similarity of T_i to S_i (all-MiniLM-L6-v2), when computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f32>,
+    /// The id of the run that sampled it (see `store::runs`); `None` for rollouts stored
+    /// before runs were recorded, which pool as one "legacy" run of unknown settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl Rollout {

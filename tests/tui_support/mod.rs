@@ -100,6 +100,7 @@ pub fn rollouts() -> Vec<Rollout> {
                 finish: FinishReason::Stop,
                 labels,
                 similarity: Some(0.3),
+                run: None,
             });
         }
     }

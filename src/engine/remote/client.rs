@@ -18,6 +18,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The server's base address, for run records.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `url`: `http(s)://host:port`, optionally ending in `/v1`.
     pub fn new(
         url: &str,

@@ -192,6 +192,13 @@ fn is_scratchpad(trace: &Trace) -> bool {
 type Reply = (Vec<u64>, Result<Completion, RemoteError>);
 
 impl Generator for OpenAiGenerator {
+    fn run_identity(&self) -> (String, String) {
+        (
+            format!("remote {}", self.client.base()),
+            self.client.model.clone(),
+        )
+    }
+
     fn sample(
         &mut self,
         trace: &Trace,

@@ -399,6 +399,10 @@ impl LmGenerator {
 }
 
 impl Generator for LmGenerator {
+    fn run_identity(&self) -> (String, String) {
+        ("local".into(), self.path.display().to_string())
+    }
+
     fn sample(
         &mut self,
         trace: &Trace,

@@ -10,6 +10,7 @@ use crate::behavior::BehaviorSet;
 use crate::engine::embed::cosine;
 use crate::engine::sampler::rollout_seed;
 use crate::engine::{EngineCommand, EngineError, EngineEvent, Job, JobId};
+use crate::store::runs::{append_run, runs_path_for, RunRecord};
 use crate::store::{read_store, RolloutWriter};
 use crate::trace::split::{first_sentence, SplitOptions};
 use crate::trace::{FinishReason, Rollout, SamplerSettings, Trace};
@@ -111,6 +112,12 @@ pub trait Generator {
     /// [`Generator::sample_group`] call with these settings; 0 = one position per call.
     fn group_rows(&self, _settings: &SamplerSettings) -> usize {
         0
+    }
+
+    /// `(engine, model)` as a run record names them (`store::runs`): which engine kind and
+    /// which model produced the rollouts, so runs of different models never pool silently.
+    fn run_identity(&self) -> (String, String) {
+        ("unknown".into(), "unknown".into())
     }
 
     /// Sample every `(position, seeds)` of `work`; slot k of `control` is `work[k]`. The
@@ -292,6 +299,20 @@ pub fn plan_seeds(
         .collect()
 }
 
+/// The record of a sampling run of `job`.
+fn start_run(job: &Job, generator: &dyn Generator, ctx: &JobContext) -> RunRecord {
+    let (engine, model) = generator.run_identity();
+    RunRecord::start(
+        engine,
+        model,
+        None,
+        (job.sampler.temperature as f32, job.sampler.top_p as f32),
+        Some(job.sampler.max_new_tokens),
+        ctx.behaviors.classifier_versions(),
+        None,
+    )
+}
+
 /// Run one job to the end or until cancelled; every event goes through `events`, the last one
 /// being `Finished`. Returns whether it was cancelled.
 pub fn run_job(
@@ -373,6 +394,18 @@ pub fn run_job(
     if total == 0 {
         return finish(false);
     }
+    // The run's record is appended and synced before its first rollout is written, so every
+    // stored run id resolves to a record.
+    let run = start_run(job, &*generator, ctx);
+    let manifest = runs_path_for(&job.store_path);
+    if let Err(e) = append_run(&manifest, &run) {
+        error(format!(
+            "{}: cannot record the run: {e}",
+            manifest.display()
+        ));
+        return finish(false);
+    }
+    let run_id = Some(run.id);
     let mut progress = Progress {
         job: job.id,
         done: 0,
@@ -388,6 +421,7 @@ pub fn run_job(
         ctx,
         embedder,
         writer: &mut writer,
+        run_id,
         inbox,
         events,
         progress: &mut progress,
@@ -476,6 +510,8 @@ struct JobControl<'a> {
     ctx: &'a JobContext,
     embedder: Option<&'a mut (dyn Embedder + 'static)>,
     writer: &'a mut RolloutWriter,
+    /// The id every rollout of this job is stored with.
+    run_id: Option<String>,
     inbox: &'a mut Inbox,
     events: &'a dyn Fn(EngineEvent),
     progress: &'a mut Progress,
@@ -584,6 +620,7 @@ impl GroupControl for JobControl<'_> {
             finish: sampled.finish,
             labels,
             similarity,
+            run: self.run_id.clone(),
         };
         // Stored (flushed and synced) before it is reported.
         if let Err(e) = self.writer.append(&rollout) {

@@ -256,6 +256,7 @@ fn seeds_already_stored_are_skipped_even_when_counts_disagree() {
         finish: FinishReason::Stop,
         labels: BTreeMap::new(),
         similarity: None,
+        run: None,
     };
     w.append(&r).unwrap();
     r.seed = 99;
@@ -592,4 +593,48 @@ fn a_panic_in_the_generator_is_reported_and_the_worker_goes_on() {
         cancelled: false
     }));
     assert_eq!(rec.rollouts(2).len(), 2);
+}
+
+#[test]
+fn each_job_records_its_run_before_its_rollouts_and_tags_them() {
+    use crate::store::runs::{read_runs, runs_path_for};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("t.rollouts.jsonl");
+    let rec = Recorder::default();
+    let context = ctx(Default::default());
+    run(
+        &job(1, &store, vec![0], 2),
+        &mut ScriptedGenerator::default(),
+        false,
+        &context,
+        &rec,
+    );
+    let manifest = runs_path_for(&store);
+    let first_manifest = std::fs::read_to_string(&manifest).unwrap();
+    run(
+        &job(2, &store, vec![0], 4),
+        &mut ScriptedGenerator::default(),
+        false,
+        &context,
+        &rec,
+    );
+    let runs = read_runs(&manifest).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_ne!(runs[0].id, runs[1].id);
+    assert!(
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .starts_with(&first_manifest),
+        "the first record was rewritten"
+    );
+    assert_eq!(
+        runs[0].max_tokens,
+        Some(SamplerSettings::default().max_new_tokens)
+    );
+    assert!(runs[0].classifiers.contains_key("compliance"));
+    let rollouts = stored(&store);
+    assert_eq!(rollouts.len(), 4);
+    for (r, want) in rollouts.iter().zip([0, 0, 1, 1]) {
+        assert_eq!(r.run.as_deref(), Some(runs[want].id.as_str()), "{r:?}");
+    }
 }

@@ -601,6 +601,7 @@ fn load_solutions(
                 finish: FinishReason::Unknown,
                 labels,
                 similarity: None,
+                run: None,
             });
         }
     }

@@ -66,6 +66,7 @@ fn rollout(position: usize, compliant: bool) -> Rollout {
         finish: FinishReason::Stop,
         labels,
         similarity: Some(0.1),
+        run: None,
     }
 }
 

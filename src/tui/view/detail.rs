@@ -494,6 +494,7 @@ mod similarity_tests {
             finish: FinishReason::Stop,
             labels,
             similarity,
+            run: None,
         }
     }
 
@@ -552,6 +553,7 @@ mod judge_tests {
             finish: FinishReason::Stop,
             labels,
             similarity: None,
+            run: None,
         };
         assert_eq!(
             judge_summary(&r, "alignment_faking"),
