@@ -9,7 +9,7 @@ use serde::Serialize;
 use anchorscope::analysis::significance::is_significant;
 use anchorscope::analysis::{
     BehaviorAnalysis, Difference, Direction, ImportanceKind, MetricSource, Rate, SentenceMetrics,
-    ShadeRule, SignificanceRule, TraceAnalysis,
+    ShadeRule, SignificanceRule, TraceAnalysis, THEIRS_SUFFIX,
 };
 use anchorscope::config::Config;
 use anchorscope::export::format::{fmt_fixed, fmt_signed};
@@ -230,6 +230,14 @@ fn notes(loaded: &LoadedTrace, b: &BehaviorAnalysis) -> Vec<String> {
         notes.push(format!(
             "imported, not computed here: {note} (no counts, so no intervals)"
         ));
+        // What the import changed (realignment, placeholders), from the matching metric set.
+        let base = b
+            .behavior
+            .strip_suffix(THEIRS_SUFFIX)
+            .unwrap_or(&b.behavior);
+        if let Some(set) = loaded.trace.imported.iter().find(|m| m.behavior == base) {
+            notes.extend(set.notes.iter().cloned());
+        }
         return notes;
     }
     let mut classifiers: BTreeMap<(&str, &str), usize> = BTreeMap::new();

@@ -238,9 +238,9 @@ mod tests {
             late[p].metrics = good[p - 1].metrics;
         }
         let r = realign(&late);
-        for p in 0..6 {
+        for (p, want) in good.iter().enumerate().take(6) {
             assert_eq!(
-                r.metrics[p].counterfactual, good[p].metrics.counterfactual,
+                r.metrics[p].counterfactual, want.metrics.counterfactual,
                 "{p}"
             );
         }

@@ -205,9 +205,8 @@ pub fn load(dir: &Path, opts: &SplitOptions) -> Result<LoadedTrace, ImportError>
             .map_err(at(&chunks_path))?;
         chunk_positions = records.iter().map(|r| r.chunk_idx).collect();
         let (metrics, notes) = imported_metrics(records, resampled.as_ref());
-        for n in &notes {
-            warnings.push(format!("{}: {n}", chunks_path.display()));
-        }
+        // The notes travel with the numbers (detail pane, stats, exports), not as load warnings:
+        // they describe the data, nothing went wrong.
         trace.imported.push(ImportedMetrics {
             behavior: measure.behavior.clone(),
             note: format!(

@@ -75,6 +75,31 @@ impl Mark {
     }
 }
 
+/// The first imported function tag of sentence `i` as initials ("situation_assessment" → "SA",
+/// "planning" → "PL"); empty when the trace has none.
+pub fn short_tag(trace: &crate::trace::Trace, i: usize) -> String {
+    let Some(tag) = trace
+        .imported
+        .iter()
+        .find_map(|m| m.sentences.get(i).and_then(|s| s.tags.first()))
+    else {
+        return String::new();
+    };
+    let words: Vec<&str> = tag
+        .split(['_', '-', ' '])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let code: String = match words.as_slice() {
+        [one] => one.chars().take(2).collect(),
+        many => many
+            .iter()
+            .filter_map(|w| w.chars().next())
+            .take(2)
+            .collect(),
+    };
+    code.to_uppercase()
+}
+
 /// The full trace screen: text (one or two columns), chart, detail.
 pub fn render_screen(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
     let panes = trace_panes(area);
@@ -111,9 +136,9 @@ pub fn legend(theme: &Theme, width: u16) -> Line<'static> {
         ("orange ▲ promotes", "purple ▼ suppresses")
     };
     let tail = if compact {
-        " ▮=|Δ| "
+        " ▮=|Δ| ▯=n.s. "
     } else {
-        " · ▮ = |Δ|, ○ = 0, \u{b7} = n/a "
+        " · ▮ = |Δ|, △▯ = not sig., \u{b7} = n/a "
     };
     Line::from(vec![
         Span::raw(" "),
@@ -165,7 +190,15 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
 
     let n = trace.sentences.len();
     let idx_w = (n.saturating_sub(1)).to_string().len().max(2);
-    let prefix_w = 1 + idx_w + 1 + 1 + 3 + 1;
+    // Imported function tags as a two-letter code after the glyph (full names in the detail
+    // pane); the column only exists for traces that carry tags.
+    let tags: Vec<String> = (0..n).map(|i| short_tag(trace, i)).collect();
+    let tag_w = if tags.iter().any(|t| !t.is_empty()) {
+        3
+    } else {
+        0
+    };
+    let prefix_w = 1 + idx_w + 1 + 1 + 3 + 1 + tag_w;
     let text_w = (inner.width as usize).saturating_sub(prefix_w).max(1);
     let matches = app.matches(&app.query);
     let rule = app.analysis_options().shade_rule();
@@ -201,6 +234,12 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
                     format!("{}{} ", mark.glyph(), mark.bar()),
                     glyph_style,
                 ));
+                if tag_w > 0 {
+                    spans.push(Span::styled(
+                        format!("{:<2} ", tags[i]),
+                        app.theme.fg(app.theme.muted),
+                    ));
+                }
             } else {
                 spans.push(Span::raw(" ".repeat(prefix_w)));
             }
@@ -264,5 +303,26 @@ mod tests {
             strong: false,
         };
         assert_eq!((none.glyph(), none.bar()), ('·', "   "));
+    }
+
+    #[test]
+    fn short_tags_are_initials() {
+        let mut t = crate::trace::Trace::new("t", vec![], "A b. C d.");
+        t.imported.push(crate::trace::ImportedMetrics {
+            sentences: vec![
+                crate::trace::ImportedSentenceMetrics {
+                    tags: vec!["situation_assessment".into()],
+                    ..Default::default()
+                },
+                crate::trace::ImportedSentenceMetrics {
+                    tags: vec!["planning".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        assert_eq!(short_tag(&t, 0), "SA");
+        assert_eq!(short_tag(&t, 1), "PL");
+        assert_eq!(short_tag(&t, 2), "");
     }
 }
