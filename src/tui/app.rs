@@ -13,10 +13,12 @@ use super::event::AppEvent;
 use super::keymap::KeyMap;
 use super::theme::Theme;
 use crate::analysis::{analyze_trace, AnalysisOptions, ImportanceKind, TraceAnalysis};
+use crate::behavior::user::label_stored;
 use crate::behavior::{BehaviorSet, ALIGNMENT_FAKING, COMPLIANCE};
 use crate::config::Config;
 use crate::engine::{EngineCommand, EngineEvent};
 use crate::export::{export_to_file, ExportFormat};
+use crate::store::runs::{pool, read_runs, runs_path_for, Pool, PoolMode, RunRecord};
 use crate::trace::import::{LoadOutcome, LoadedTrace};
 
 /// The message shown when resampling is asked for without an engine.
@@ -36,6 +38,25 @@ pub const EXPORT_FORMATS: [ExportFormat; 4] = [
 pub struct TraceEntry {
     pub loaded: LoadedTrace,
     pub analysis: TraceAnalysis,
+    /// The run records of the trace's store (read at load, re-read when a new run appears).
+    pub runs: Vec<RunRecord>,
+    /// Which runs the rates pool, as `stats` and the exports decide it.
+    pub pool: Pool,
+}
+
+impl TraceEntry {
+    /// Analyse the pooled rollouts only, exactly as `stats` and `export` do, so the explorer
+    /// never shows a rate that mixes runs with other settings.
+    fn reanalyze(&mut self, names: &[String], options: &AnalysisOptions, mode: PoolMode) {
+        self.pool = pool(&self.loaded.rollouts, &self.runs, mode);
+        let counted = self.pool.filter(&self.loaded.rollouts);
+        self.analysis = analyze_trace(&self.loaded.trace, &counted, names, options);
+    }
+
+    /// Whether the pool line is worth showing: more than one run, or one left out.
+    pub fn pool_summary(&self) -> Option<String> {
+        (self.pool.included.len() + self.pool.excluded.len() > 1).then(|| self.pool.summary())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +143,7 @@ pub struct App {
     pub hits: Hits,
     pub jobs: Jobs,
     options: AnalysisOptions,
+    pool_mode: PoolMode,
     behavior_names: Vec<String>,
     clipboard: Box<dyn ClipboardSink>,
     engine: Option<Box<dyn EngineHook>>,
@@ -135,19 +157,30 @@ impl App {
         let theme =
             Theme::new(&config.theme, Theme::no_color_from_env()).map_err(anyhow::Error::msg)?;
         let behavior_names = BehaviorSet::with_user(&config.behaviors)?.names();
-        let traces: Vec<TraceEntry> = outcome
-            .traces
-            .into_iter()
-            .map(|loaded| {
-                let analysis = analyze_trace(
-                    &loaded.trace,
-                    &loaded.rollouts,
-                    &behavior_names,
-                    &config.analysis,
-                );
-                TraceEntry { loaded, analysis }
-            })
-            .collect();
+        let pool_mode = config.sampling.pool;
+        let mut traces: Vec<TraceEntry> = Vec::with_capacity(outcome.traces.len());
+        for mut loaded in outcome.traces {
+            // User regex behaviors label every stored rollout, not only those sampled since.
+            label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)?;
+            let runs = match read_runs(&runs_path_for(&loaded.store_path)) {
+                Ok(runs) => runs,
+                Err(e) => {
+                    loaded.warnings.push(format!("run records not read: {e}"));
+                    Vec::new()
+                }
+            };
+            let mut entry = TraceEntry {
+                pool: pool(&loaded.rollouts, &runs, pool_mode),
+                loaded,
+                analysis: TraceAnalysis {
+                    behaviors: Vec::new(),
+                    rule: config.analysis.shade_rule(),
+                },
+                runs,
+            };
+            entry.reanalyze(&behavior_names, &config.analysis, pool_mode);
+            traces.push(entry);
+        }
         let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
         let has_list = traces.len() != 1 || !errors.is_empty();
         let mut app = Self {
@@ -175,6 +208,7 @@ impl App {
             hits: Hits::default(),
             jobs: Jobs::default(),
             options: config.analysis.clone(),
+            pool_mode,
             behavior_names,
             clipboard: Box::new(SystemClipboard::default()),
             engine: None,
@@ -807,13 +841,18 @@ impl App {
                     return;
                 };
                 if let Some(entry) = self.traces.get_mut(index) {
+                    // A rollout of a run not seen yet: its record was appended before it.
+                    let known = rollout
+                        .run
+                        .as_ref()
+                        .is_none_or(|id| entry.runs.iter().any(|r| &r.id == id));
+                    if !known {
+                        if let Ok(runs) = read_runs(&runs_path_for(&entry.loaded.store_path)) {
+                            entry.runs = runs;
+                        }
+                    }
                     entry.loaded.rollouts.push(*rollout);
-                    entry.analysis = analyze_trace(
-                        &entry.loaded.trace,
-                        &entry.loaded.rollouts,
-                        &self.behavior_names,
-                        &self.options,
-                    );
+                    entry.reanalyze(&self.behavior_names, &self.options, self.pool_mode);
                 }
             }
             EngineEvent::Progress {

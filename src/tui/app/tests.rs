@@ -479,3 +479,71 @@ fn gauge_shows_progress_rate_and_eta_while_a_job_runs() {
     assert!(last.contains("4/32 · 153 tok/s · ETA 1m10s"), "{last}");
     assert!(last.contains("t1"), "the location stays: {last}");
 }
+
+#[test]
+fn the_explorer_pools_runs_as_stats_does() {
+    use crate::store::runs::{append_run, runs_path_for, PoolMode, RunRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("t.rollouts.jsonl");
+    let record = |model: &str| {
+        RunRecord::start(
+            "local".into(),
+            model.into(),
+            None,
+            (0.6, 0.95),
+            Some(256),
+            BTreeMap::new(),
+            None,
+        )
+    };
+    let (a, b) = (record("model-a.gguf"), record("model-b.gguf"));
+    append_run(&runs_path_for(&store_path), &a).unwrap();
+    append_run(&runs_path_for(&store_path), &b).unwrap();
+    let tagged = |compliant: bool, seed: u64, run: &RunRecord| Rollout {
+        seed,
+        run: Some(run.id.clone()),
+        ..rollout(0, compliant)
+    };
+    let rollouts = vec![
+        tagged(true, 1, &a),
+        tagged(true, 2, &a),
+        tagged(true, 3, &a),
+        tagged(false, 4, &b),
+    ];
+    let make = |mode: PoolMode| {
+        let mut l = loaded(trace("t1", &sentences()), rollouts.clone());
+        l.store_path = store_path.clone();
+        let mut config = Config::default();
+        config.sampling.pool = mode;
+        App::new(
+            LoadOutcome {
+                traces: vec![l],
+                errors: Vec::new(),
+            },
+            &config,
+        )
+        .unwrap()
+    };
+    let app = make(PoolMode::Matching);
+    let entry = app.entry().unwrap();
+    let rate = entry.analysis.behavior("compliance").unwrap().positions[0];
+    assert_eq!(
+        (rate.k, rate.m),
+        (3, 3),
+        "the other model's rollout is left out"
+    );
+    let summary = entry.pool_summary().unwrap();
+    assert!(
+        summary.contains("1 of 2") && summary.contains("other model"),
+        "{summary}"
+    );
+    let app = make(PoolMode::All);
+    let rate = app
+        .entry()
+        .unwrap()
+        .analysis
+        .behavior("compliance")
+        .unwrap()
+        .positions[0];
+    assert_eq!((rate.k, rate.m), (3, 4), "mixing was asked for");
+}

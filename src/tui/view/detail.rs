@@ -269,6 +269,9 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     if let Some(note) = classifier_note(&entry.loaded.rollouts, &name) {
         lines.push(kv("", note));
     }
+    if let Some(summary) = entry.pool_summary() {
+        lines.push(kv("runs", summary));
+    }
     if let Some(b) = behavior {
         let m = b.sentences.get(i);
         if let MetricSource::Imported { note } = &b.source {
