@@ -403,6 +403,10 @@ impl Generator for LmGenerator {
         ("local".into(), self.path.display().to_string())
     }
 
+    fn model_sha256(&self) -> Option<String> {
+        cached_sha256(&self.path)
+    }
+
     fn sample(
         &mut self,
         trace: &Trace,
@@ -626,5 +630,40 @@ mod tests {
         assert!(!tiles(&[0..5, 6..11], 11));
         assert!(!tiles(&[0..5, 5..5], 6));
         assert!(tiles(&[], 0));
+    }
+}
+
+/// The model file's SHA-256, computed once per file and process (a GGUF is read in well under
+/// a second, but a job starts on every `r`); `None` for a model directory or an unreadable file.
+fn cached_sha256(path: &std::path::Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<std::path::PathBuf, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hash) = cache.lock().ok()?.get(path) {
+        return Some(hash.clone());
+    }
+    if !path.is_file() {
+        return None;
+    }
+    let hash = crate::engine::install::sha256_file(path).ok()?;
+    cache.lock().ok()?.insert(path.to_path_buf(), hash.clone());
+    Some(hash)
+}
+
+#[cfg(test)]
+mod model_hash_tests {
+    use super::cached_sha256;
+
+    #[test]
+    fn model_hash_is_the_files_sha256_and_none_for_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.gguf");
+        std::fs::write(&file, b"abc").unwrap();
+        // SHA-256("abc"), FIPS 180-2 test vector.
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(cached_sha256(&file).as_deref(), Some(want));
+        assert_eq!(cached_sha256(&file).as_deref(), Some(want), "cached");
+        assert_eq!(cached_sha256(dir.path()), None);
     }
 }

@@ -120,6 +120,12 @@ pub trait Generator {
         ("unknown".into(), "unknown".into())
     }
 
+    /// SHA-256 of the model file, when the generator reads one (run records carry it, so two
+    /// files with one name never pool as the same model).
+    fn model_sha256(&self) -> Option<String> {
+        None
+    }
+
     /// Sample every `(position, seeds)` of `work`; slot k of `control` is `work[k]`. The
     /// default samples the positions one after another; a generator that batches rows of
     /// different positions in one decoding pass overrides it (and [`Generator::group_rows`]).
@@ -305,7 +311,7 @@ fn start_run(job: &Job, generator: &dyn Generator, ctx: &JobContext) -> RunRecor
     RunRecord::start(
         engine,
         model,
-        None,
+        generator.model_sha256(),
         (job.sampler.temperature as f32, job.sampler.top_p as f32),
         Some(job.sampler.max_new_tokens),
         ctx.behaviors.classifier_versions(),
