@@ -417,3 +417,28 @@ fn stats_and_split_strip_terminal_escapes_from_trace_text() {
         assert!(!o.stdout.contains(&0x1b), "{args:?} printed an escape");
     }
 }
+
+#[test]
+fn every_export_format_says_which_runs_were_pooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = sample(dir.path());
+    let t = trace.to_str().unwrap();
+    for (format, file) in [
+        ("markdown", "o.md"),
+        ("html", "o.html"),
+        ("csv", "o.csv"),
+        ("json", "o.json"),
+    ] {
+        let o = run(dir.path(), &["export", t, "--format", format, "-o", file]);
+        assert!(
+            o.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(
+            text.contains("pooled runs: 1 of 1") || text.contains("\"pooled_runs\""),
+            "{format} does not say which runs were pooled"
+        );
+    }
+}

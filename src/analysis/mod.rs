@@ -214,6 +214,10 @@ pub struct TraceAnalysis {
     /// and export of it draws the same thing.
     #[serde(default)]
     pub rule: ShadeRule,
+    /// Which runs the rates pool, in one line ("pooled runs: 2 of 3 (1 excluded: other
+    /// model)"), when the caller pooled them; every export states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<String>,
 }
 
 impl TraceAnalysis {
@@ -429,6 +433,7 @@ pub fn analyze_trace(
     TraceAnalysis {
         behaviors: out,
         rule: opts.shade_rule(),
+        pooled: None,
     }
 }
 

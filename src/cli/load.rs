@@ -125,7 +125,9 @@ pub fn analyze_pooled(
     pooled: &Pooled,
 ) -> TraceAnalysis {
     let rollouts = pooled.pool.filter(&loaded.rollouts);
-    analyze_trace(&loaded.trace, &rollouts, behaviors, &config.analysis)
+    let mut analysis = analyze_trace(&loaded.trace, &rollouts, behaviors, &config.analysis);
+    analysis.pooled = Some(pooled.pool.summary());
+    analysis
 }
 
 #[cfg(test)]

@@ -513,6 +513,7 @@ mod tests {
         let a = TraceAnalysis {
             behaviors: vec![from_imported(2, &imp)],
             rule: Default::default(),
+            pooled: None,
         };
         let text = render_trace(&l, &a, ImportanceKind::Counterfactual, &test_pool(&l));
         assert!(text.contains("imported, not computed here: Thought Anchors, sign flipped"));

@@ -12,7 +12,7 @@ use super::format::rate_point;
 /// The header row. `significant` refers to the counterfactual importance (the default shown),
 /// under the analysis's rule (per-sentence 95% interval or FDR). `kl_definition` says which KL
 /// the `kl` column holds: ours, KL(P_D ‖ P_kept) over yes/no outcomes, or the source's own.
-pub const HEADER: [&str; 34] = [
+pub const HEADER: [&str; 35] = [
     "behavior",
     "index",
     "start",
@@ -47,6 +47,7 @@ pub const HEADER: [&str; 34] = [
     "overdeterminedness",
     "tags",
     "source",
+    "runs_pooled",
 ];
 
 /// Neutralise a text cell a spreadsheet would run as a formula (OWASP "CSV injection"): a cell
@@ -82,7 +83,13 @@ fn diff(d: Option<Difference>) -> [String; 3] {
     [num(d.map(|d| d.value)), lo, hi]
 }
 
-fn rows(b: &BehaviorAnalysis, trace: &Trace, rule: &ShadeRule, out: &mut String) {
+fn rows(
+    b: &BehaviorAnalysis,
+    trace: &Trace,
+    rule: &ShadeRule,
+    pooled: Option<&str>,
+    out: &mut String,
+) {
     let kl_definition = match b.source {
         MetricSource::Rollouts => "ours: KL(P_D || P_kept), yes/no outcomes",
         MetricSource::Imported { .. } => "theirs: source's answer-distribution KL",
@@ -152,6 +159,7 @@ fn rows(b: &BehaviorAnalysis, trace: &Trace, rule: &ShadeRule, out: &mut String)
         fields.push(num(s.overdeterminedness));
         fields.push(text_cell(&tags_of(s.index)));
         fields.push(source.to_string());
+        fields.push(text_cell(pooled.unwrap_or("")));
         let line: Vec<String> = fields.iter().map(|f| quote_field(f)).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
@@ -163,7 +171,13 @@ pub fn render(analysis: &crate::analysis::TraceAnalysis, trace: &Trace) -> Strin
     let mut out = HEADER.join(",");
     out.push_str("\r\n");
     for b in &analysis.behaviors {
-        rows(b, trace, &analysis.rule, &mut out);
+        rows(
+            b,
+            trace,
+            &analysis.rule,
+            analysis.pooled.as_deref(),
+            &mut out,
+        );
     }
     out
 }
@@ -247,5 +261,13 @@ mod tests {
         assert_eq!(rows[4][col("behavior")], "alignment_faking");
         assert_eq!(rows[4][col("rate_without")], "");
         assert_eq!(rows[4][col("source")], "rollouts");
+        assert_eq!(rows[4][col("runs_pooled")], "", "not pooled by the caller");
+        let mut pooled = analysis.clone();
+        pooled.pooled = Some("pooled runs: 1 of 2 (1 excluded: other model)".into());
+        let rows = parse(&render(&pooled, &loaded.trace));
+        assert_eq!(
+            rows[1][col("runs_pooled")],
+            "pooled runs: 1 of 2 (1 excluded: other model)"
+        );
     }
 }

@@ -109,6 +109,9 @@ pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis, opts: &ExportOptio
         h.push('\n');
     }
 
+    if let Some(pooled) = &analysis.pooled {
+        let _ = writeln!(h, "<p class=\"note\">Runs: {}</p>", esc(pooled));
+    }
     for b in &analysis.behaviors {
         behavior_section(b, loaded, opts, &analysis.rule, &mut h);
     }
@@ -316,6 +319,7 @@ mod tests {
         let analysis = TraceAnalysis {
             behaviors: vec![crate::analysis::from_imported(3, &imported)],
             rule: Default::default(),
+            pooled: None,
         };
         let html = render(&loaded, &analysis, &ExportOptions::default());
         let a = section(&html, "accuracy");

@@ -106,6 +106,9 @@ pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis, opts: &ExportOptio
         out.push('\n');
     }
 
+    if let Some(pooled) = &analysis.pooled {
+        let _ = writeln!(out, "> Runs: {pooled}\n");
+    }
     for b in &analysis.behaviors {
         behavior_section(b, loaded, opts, &mut out);
     }
@@ -231,6 +234,7 @@ mod tests {
         let analysis = TraceAnalysis {
             behaviors: vec![from_imported(1, &t.imported[0])],
             rule: Default::default(),
+            pooled: None,
         };
         let (mut loaded, _) = fixture::loaded();
         loaded.trace = t;

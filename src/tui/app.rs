@@ -175,6 +175,7 @@ impl App {
                 analysis: TraceAnalysis {
                     behaviors: Vec::new(),
                     rule: config.analysis.shade_rule(),
+                    pooled: None,
                 },
                 runs,
             };
