@@ -167,8 +167,8 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         importance: ImportanceArg::default(),
         trace: Some(trace.id.clone()),
         json: args.json,
-        // The config's `[sampling] pool` decides.
-        pool: None,
+        // `--pool`, else the config's `[sampling] pool`.
+        pool: args.pool,
     };
     stats::run(&stats_args, config)?;
     if !errors.is_empty() {

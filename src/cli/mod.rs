@@ -372,6 +372,11 @@ pub struct AnalyzeArgs {
     /// Print the analysis as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Which runs' rollouts the printed rates pool: `matching` (same engine, model, sampler,
+    /// token cap; default, or `[sampling] pool` in the config) or `all`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub pool: Option<anchorscope::store::runs::PoolMode>,
 }
 
 /// Which tier(s) the collected prompts claim the user is on.
