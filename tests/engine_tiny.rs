@@ -252,7 +252,6 @@ fn job(id: u64, trace: &Arc<Trace>, store: &Path, n: usize, sampler: &SamplerSet
         store_path: store.to_path_buf(),
         positions: (0..trace.positions()).collect(),
         n,
-        existing: BTreeMap::new(),
         sampler: sampler.clone(),
     }
 }
@@ -313,9 +312,8 @@ fn worker_runs_stores_and_tops_up_jobs_on_the_tiny_model() {
         assert!(!r.labels.is_empty(), "every rollout is classified: {r:?}");
     }
 
-    // Same job again, counts from the store: nothing to do.
-    let mut again = job(2, &trace, &store, 2, &sampler);
-    again.existing = counts(&stored);
+    // Same job again: the worker counts the store itself, so nothing to do.
+    let again = job(2, &trace, &store, 2, &sampler);
     tx.send(EngineCommand::Submit(again)).unwrap();
     let events = until_finished(&rx, 2);
     assert!(rollouts(&events).is_empty(), "{events:?}");
@@ -328,8 +326,7 @@ fn worker_runs_stores_and_tops_up_jobs_on_the_tiny_model() {
     assert_eq!(store_lines(&store).len(), 2 * positions);
 
     // n = 3: one more per position, with the next seed index.
-    let mut more = job(3, &trace, &store, 3, &sampler);
-    more.existing = counts(&stored);
+    let more = job(3, &trace, &store, 3, &sampler);
     tx.send(EngineCommand::Submit(more)).unwrap();
     let events = until_finished(&rx, 3);
     assert!(errors(&events).is_empty(), "{events:?}");

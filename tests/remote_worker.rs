@@ -3,7 +3,6 @@
 
 mod remote_support;
 
-use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +49,6 @@ fn a_cancel_stops_the_job_and_keeps_only_whole_rollouts() {
         store_path: store_of(&path),
         positions: vec![0, 1],
         n: 20,
-        existing: BTreeMap::new(),
         sampler: SamplerSettings {
             max_new_tokens: 8,
             ..SamplerSettings::default()

@@ -3,7 +3,6 @@
 //! Skipped with a note when the file is absent (CI has no downloads); the model is looked up
 //! via ANCHORSCOPE_MODEL, then the install cache, then /tmp/models.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -67,7 +66,6 @@ fn run(
         store_path: store.to_path_buf(),
         positions,
         n,
-        existing: BTreeMap::new(),
         sampler,
     };
     let ctx = JobContext {

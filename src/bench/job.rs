@@ -179,7 +179,6 @@ pub fn run(
         store_path: store.path(),
         positions: prompts.iter().map(|p| p.position).collect(),
         n: rows,
-        existing: BTreeMap::new(),
         sampler: SamplerSettings {
             temperature: inputs.temperature,
             top_p: inputs.top_p,

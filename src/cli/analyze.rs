@@ -48,10 +48,6 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     }
     let base = trace.manifest.sampler.clone().unwrap_or_default();
     let sampler = sampler_settings(base, args.max_new_tokens, args.temperature, args.top_p)?;
-    let mut existing = BTreeMap::new();
-    for r in &loaded.rollouts {
-        *existing.entry(r.position).or_insert(0usize) += 1;
-    }
 
     let (tx, rx) = mpsc::channel();
     let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
@@ -90,7 +86,6 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         store_path: loaded.store_path.clone(),
         positions: positions.clone(),
         n: args.n,
-        existing,
         sampler: sampler.clone(),
     };
     handle

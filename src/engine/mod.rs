@@ -15,7 +15,6 @@ pub mod sampler;
 pub mod tokenizer;
 pub mod worker;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,10 +34,9 @@ pub struct Job {
     /// before it is reported.
     pub store_path: PathBuf,
     pub positions: Vec<usize>,
-    /// Target rollouts per position (top-up: positions that already hold some get the rest).
+    /// Target rollouts per position (top-up: positions that already hold some get the rest;
+    /// the worker counts them in the store itself, never trusting a caller's stale count).
     pub n: usize,
-    /// Rollouts already stored per position (absent = 0).
-    pub existing: BTreeMap<usize, usize>,
     pub sampler: SamplerSettings,
 }
 

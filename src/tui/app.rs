@@ -767,17 +767,12 @@ impl App {
         let Some(entry) = self.entry() else {
             return;
         };
-        let mut existing = std::collections::BTreeMap::new();
-        for r in &entry.loaded.rollouts {
-            *existing.entry(r.position).or_insert(0) += 1;
-        }
         let template = crate::engine::Job {
             id: 0,
             trace: std::sync::Arc::new(entry.loaded.trace.clone()),
             store_path: entry.loaded.store_path.clone(),
             positions,
             n: INTERACTIVE_ROLLOUTS,
-            existing,
             sampler: entry
                 .loaded
                 .trace

@@ -289,6 +289,25 @@ impl Inbox {
     }
 }
 
+/// Rollouts stored per position, and every seed the store has used, from a read of the store.
+/// Reading skips bad lines, so an `Err` is a store that cannot be read at all: without its seeds
+/// a top-up could draw stored seeds again, so the job must stop rather than guess.
+fn stored_seeds(
+    read: Result<crate::store::StoreRead, crate::trace::import::ImportError>,
+) -> Result<(BTreeMap<usize, usize>, HashSet<u64>), String> {
+    let stored =
+        read.map_err(|e| format!("{e}; not sampling, so no stored seed is drawn twice"))?;
+    let mut counts = BTreeMap::new();
+    let mut used = HashSet::new();
+    for r in &stored.rollouts {
+        *counts.entry(r.position).or_insert(0usize) += 1;
+        used.insert(r.seed);
+    }
+    // A damaged line's seed was sampled once: never sample it again.
+    used.extend(stored.unreadable_seeds.iter().map(|&(_, seed)| seed));
+    Ok((counts, used))
+}
+
 /// The seeds to draw at one position: indices from `existing` on, skipping any whose seed is
 /// already stored (so a rerun never repeats a sample even if counts and seeds disagree).
 pub fn plan_seeds(
@@ -357,23 +376,13 @@ pub fn run_job(
             return finish(false);
         }
     };
-    let mut existing = job.existing.clone();
-    let mut used = HashSet::new();
-    match read_store(&job.store_path) {
-        Ok(stored) => {
-            let mut counts = BTreeMap::new();
-            for r in &stored.rollouts {
-                *counts.entry(r.position).or_insert(0usize) += 1;
-                used.insert(r.seed);
-            }
-            // A damaged line's seed was sampled once: never sample it again.
-            used.extend(stored.unreadable_seeds.iter().map(|&(_, seed)| seed));
-            existing = counts;
+    let (existing, used) = match stored_seeds(read_store(&job.store_path)) {
+        Ok(found) => found,
+        Err(message) => {
+            error(message);
+            return finish(false);
         }
-        Err(e) => {
-            error(format!("{e}; topping up from the explorer's counts"));
-        }
-    }
+    };
     let trace = &job.trace;
     let mut plan = Vec::new();
     for &p in &job.positions {
@@ -698,5 +707,47 @@ mod pack_tests {
     #[test]
     fn an_empty_plan_has_no_groups() {
         assert!(pack_groups(Vec::new(), 8).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod stored_seeds_tests {
+    use super::*;
+    use crate::store::StoreRead;
+    use crate::trace::import::ImportError;
+
+    #[test]
+    fn an_unreadable_store_stops_the_job_instead_of_guessing_seeds() {
+        let err = ImportError::new(
+            std::path::Path::new("t.rollouts.jsonl"),
+            "",
+            "permission denied",
+        );
+        let message = stored_seeds(Err(err)).unwrap_err();
+        assert!(message.contains("t.rollouts.jsonl"), "{message}");
+        assert!(message.contains("not sampling"), "{message}");
+    }
+
+    #[test]
+    fn counts_and_seeds_include_damaged_lines() {
+        let rollout = |position, seed| Rollout {
+            position,
+            seed,
+            replacement: String::new(),
+            text: String::new(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+            labels: BTreeMap::new(),
+            similarity: None,
+            run: None,
+        };
+        let read = StoreRead {
+            rollouts: vec![rollout(0, 10), rollout(0, 11), rollout(2, 12)],
+            unreadable_seeds: vec![(0, 99)],
+            ..StoreRead::default()
+        };
+        let (counts, used) = stored_seeds(Ok(read)).unwrap();
+        assert_eq!(counts, BTreeMap::from([(0, 2), (2, 1)]));
+        assert_eq!(used, HashSet::from([10, 11, 12, 99]));
     }
 }

@@ -35,7 +35,6 @@ fn job(id: JobId, store: &Path, positions: Vec<usize>, n: usize) -> Job {
         store_path: store.to_path_buf(),
         positions,
         n,
-        existing: BTreeMap::new(),
         sampler: SamplerSettings::default(),
     }
 }
@@ -200,8 +199,7 @@ fn top_up_uses_new_indices_and_rerun_samples_nothing() {
 
     // Ask for 5: two more, with indices 3 and 4; the explorer's stale count is ignored.
     let rec = Recorder::default();
-    let mut more = job(2, &store, vec![1], 5);
-    more.existing.insert(1, 0);
+    let more = job(2, &store, vec![1], 5);
     run(&more, &mut ScriptedGenerator::default(), false, &c, &rec);
     let new: Vec<u64> = rec.rollouts(2).iter().map(|r| r.seed).collect();
     let mut want = vec![rollout_seed("t1", 1, 3), rollout_seed("t1", 1, 4)];
