@@ -253,10 +253,10 @@ fn an_aligned_file_is_left_as_it_is() {
     }
 }
 
-#[test]
-fn full_folder_rollouts_go_by_chunk_idx_and_theirs_stays_next_to_ours() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("problem_3");
+/// A full folder: five records (chunk_idx 0, 1, 2, 4, 5) and the rollouts of chunks 4 and 5
+/// (sentences 3 and 4), every replacement being "y"; one rollout of chunk 4 has no answer.
+fn full_folder(parent: &Path) -> PathBuf {
+    let folder = parent.join("problem_3");
     let records: Vec<Value> = (0..5).map(|p| record(p, Some(p))).collect();
     write_folder(&folder, &records, SOLUTION);
     // chunk_4 is sentence 3 (chunk 3 does not exist); one rollout has no answer.
@@ -280,6 +280,13 @@ fn full_folder_rollouts_go_by_chunk_idx_and_theirs_stays_next_to_ours() {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join("solutions.json"), body).unwrap();
     }
+    folder
+}
+
+#[test]
+fn full_folder_rollouts_go_by_chunk_idx_and_theirs_stays_next_to_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = full_folder(dir.path());
     let loaded = load_one(&folder);
     let positions: Vec<usize> = loaded.rollouts.iter().map(|r| r.position).collect();
     assert_eq!(positions, vec![3, 3, 3, 4, 4]);
@@ -300,6 +307,102 @@ fn full_folder_rollouts_go_by_chunk_idx_and_theirs_stays_next_to_ours() {
     assert_eq!(ours.sentences[3].resampling.unwrap().value, -1.0);
     let theirs = a.behavior("correct (theirs)").unwrap();
     assert!((theirs.sentences[3].resampling.unwrap().value - (RATES[4] - RATES[3])).abs() < 1e-12);
+}
+
+/// Their solutions.json has the replacement but not its similarity, so our counterfactual
+/// importance needs the embedder's similarities; once computed they are cached beside the
+/// store and every later load uses them.
+#[test]
+fn cached_similarities_give_full_folders_our_counterfactual_importance() {
+    use anchorscope::store::similarities::{
+        append_cache, similarities_path_for, text_hash, CachedSimilarity, EMBEDDER,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = full_folder(dir.path());
+    let ours = |loaded: &LoadedTrace| {
+        analyze_trace(
+            &loaded.trace,
+            &loaded.rollouts,
+            &[],
+            &AnalysisOptions::default(),
+        )
+        .behavior("correct")
+        .unwrap()
+        .clone()
+    };
+    let before = load_one(&folder);
+    assert!(ours(&before).sentences[3].counterfactual.is_none());
+
+    // "y" is unlike sentence 3 (0.2 < the 0.8 threshold): all its replacements are different.
+    let original = before.trace.sentences[3].text.clone();
+    append_cache(
+        &similarities_path_for(&before.store_path),
+        &[CachedSimilarity {
+            embedder: EMBEDDER.into(),
+            original: text_hash(&original),
+            replacement: text_hash("y"),
+            similarity: 0.2,
+        }],
+    )
+    .unwrap();
+    let after = load_one(&folder);
+    let sims: Vec<Option<f32>> = after.rollouts.iter().map(|r| r.similarity).collect();
+    assert_eq!(sims, [Some(0.2), Some(0.2), Some(0.2), None, None]);
+    let b = ours(&after);
+    // Δcf_3 = rate_4 − rate(D_3) = 0/2 − 2/2 (the rollout with no answer leaves D_3's count).
+    let cf = b.sentences[3].counterfactual.unwrap();
+    assert_eq!(cf.value, -1.0);
+    assert_eq!(b.sentences[3].different_fraction, Some(1.0));
+    assert!(
+        b.sentences[4].counterfactual.is_none(),
+        "sentence 4 has no cached similarity"
+    );
+}
+
+/// The binary says why our counterfactual importance is n/a when no embedder is installed.
+#[test]
+fn stats_says_when_similarities_cannot_be_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = full_folder(dir.path());
+    let out = run(dir.path(), &["stats", folder.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 stored replacement(s) have no similarity")
+            && stderr.contains("anchorscope model install"),
+        "{stderr}"
+    );
+}
+
+/// With the real embedder installed (`anchorscope model install`), `stats` computes the
+/// similarities once, caches them, and reports our counterfactual importance.
+#[test]
+fn stats_computes_and_caches_similarities_with_the_installed_embedder() {
+    let embedder = anchorscope::engine::install::embedder_dir();
+    if !embedder.join("model.safetensors").is_file() {
+        println!("note: {} absent; skipping", embedder.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let folder = full_folder(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_anchorscope"))
+        .args(["stats", "--json", folder.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = stats["behaviors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["behavior"] == "correct")
+        .unwrap();
+    let s3 = &ours["sentences"][3];
+    assert!(s3["different_fraction"].is_number(), "{s3}");
+    let cache = folder.join("anchorscope.similarities.jsonl");
+    assert_eq!(fs::read_to_string(&cache).unwrap().lines().count(), 2);
 }
 
 // ---- The binary under faults ----

@@ -15,6 +15,7 @@ pub fn run(args: &ExportArgs, config: &Config) -> anyhow::Result<()> {
     load::warn_about(&outcome);
     let several = outcome.traces.len() > 1;
     let mut loaded = load::select_one(outcome.traces, args.trace.as_deref())?;
+    load::fill_similarities(std::slice::from_mut(&mut loaded));
     let behaviors = load::behavior_names(config)?;
     let pooled = load::pool_runs(&mut loaded, config, args.pool)?;
     let analysis = load::analyze_pooled(&loaded, &behaviors, config, &pooled);

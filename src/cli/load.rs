@@ -8,7 +8,7 @@ use anchorscope::analysis::{analyze_trace, TraceAnalysis};
 use anchorscope::behavior::user::label_stored;
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::config::Config;
-use anchorscope::store::runs::{pool, read_runs, runs_path_for, Pool, PoolMode, RunRecord};
+use anchorscope::store::runs::{pool, runs_of, Pool, PoolMode, RunRecord};
 use anchorscope::trace::import::{load_path, LoadOutcome, LoadedTrace};
 use anchorscope::trace::split::SplitOptions;
 
@@ -111,10 +111,73 @@ pub fn pool_runs(
 ) -> anyhow::Result<Pooled> {
     label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)
         .context("in the config's [[behavior]] tables")?;
-    let runs = read_runs(&runs_path_for(&loaded.store_path))?;
+    let runs = runs_of(loaded)?;
     let mode = flag.unwrap_or(config.sampling.pool);
     let pool = pool(&loaded.rollouts, &runs, mode);
     Ok(Pooled { pool, runs })
+}
+
+/// Compute the similarities that stored rollouts lack (imported Thought Anchors replacements),
+/// once, with the installed sentence embedder, so counterfactual importance can be computed
+/// from them; they are cached beside the store. Without the embedder, say what is missing and
+/// how to get it: the importance stays n/a rather than guessed.
+pub fn fill_similarities(traces: &mut [LoadedTrace]) {
+    use anchorscope::engine::similarity_fill::{fill_missing, missing_pairs};
+    use anchorscope::store::similarities::similarities_path_for;
+
+    let missing: usize = traces
+        .iter()
+        .map(|t| missing_pairs(&t.trace, &t.rollouts))
+        .sum();
+    if missing == 0 {
+        return;
+    }
+    let dir = anchorscope::engine::install::embedder_dir();
+    let device = candle_core::Device::Cpu;
+    let mut embedder = match anchorscope::engine::embed::SentenceEmbedder::load(&dir, &device) {
+        Ok(e) => e,
+        Err(e) => {
+            warn(format_args!(
+                "{missing} stored replacement(s) have no similarity to the sentence they \
+                 replaced, so counterfactual importance from them is n/a; the sentence embedder \
+                 computes them once (`anchorscope model install` installs it): {e}"
+            ));
+            return;
+        }
+    };
+    for t in traces.iter_mut() {
+        let todo = missing_pairs(&t.trace, &t.rollouts);
+        if todo == 0 {
+            continue;
+        }
+        let cache = similarities_path_for(&t.store_path);
+        eprintln!(
+            "{}: computing {todo} replacement similarities once (cached in {})",
+            t.trace.id,
+            cache.display()
+        );
+        let mut last = std::time::Instant::now();
+        let mut progress = |done: usize, total: usize| {
+            if last.elapsed().as_secs() >= 2 || done == total {
+                eprintln!("  {done}/{total}");
+                last = std::time::Instant::now();
+            }
+        };
+        match fill_missing(
+            &t.trace,
+            &mut t.rollouts,
+            &cache,
+            &mut embedder,
+            &mut progress,
+        ) {
+            Ok((_, Some(unsaved))) => warn(unsaved),
+            Ok((_, None)) => {}
+            Err(e) => warn(format_args!(
+                "{}: similarities not computed: {e}",
+                t.trace.id
+            )),
+        }
+    }
 }
 
 /// The analysis of one loaded trace over its pooled rollouts only (and imported metrics).

@@ -19,7 +19,7 @@ pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::
         None => default_path()?,
     };
     // Load before touching the terminal, so load errors print as plain lines.
-    let outcome = load::load(&path, &config.split)?;
+    let mut outcome = load::load(&path, &config.split)?;
     if !std::io::stdout().is_terminal() {
         bail!(
             "the explorer needs a terminal, but stdout is not one; for output to a file or pipe use `anchorscope stats {}` or `anchorscope export {} --format …`",
@@ -27,6 +27,7 @@ pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::
             path.display()
         );
     }
+    load::fill_similarities(&mut outcome.traces);
     // A directory of traces opens on the trace list even when it holds a single trace; a
     // directory that is itself one trace (a Thought Anchors problem folder) opens that trace.
     let is_one_trace_folder = outcome.traces.iter().all(|t| t.path == path);

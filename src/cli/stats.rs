@@ -46,7 +46,8 @@ struct TraceStats {
 pub fn run(args: &StatsArgs, config: &Config) -> anyhow::Result<()> {
     let outcome = load::load(&args.trace_path, &config.split)?;
     load::warn_about(&outcome);
-    let traces = load::select(outcome.traces, args.trace.as_deref())?;
+    let mut traces = load::select(outcome.traces, args.trace.as_deref())?;
+    load::fill_similarities(&mut traces);
     let behaviors = load::behavior_names(config)?;
     let kind = ImportanceKind::from(args.importance);
 

@@ -12,6 +12,7 @@ pub mod lm;
 pub mod proc_memory;
 pub mod remote;
 pub mod sampler;
+pub mod similarity_fill;
 pub mod tokenizer;
 pub mod worker;
 

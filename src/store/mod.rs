@@ -14,6 +14,7 @@ use crate::trace::import::ImportError;
 use crate::trace::{Rollout, Trace};
 
 pub mod runs;
+pub mod similarities;
 
 /// The rollout store of a trace file: `NAME.rollouts.jsonl` beside `NAME.json` (for a folder,
 /// `anchorscope.rollouts.jsonl` inside it).

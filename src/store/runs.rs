@@ -16,12 +16,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::trace::import::ImportError;
+use crate::trace::import::{ImportError, LoadedTrace};
 use crate::trace::Rollout;
 
 /// The pseudo run id of rollouts stored before runs were recorded (no `run` field). They form
 /// one run of their own with unknown settings, so they never pool silently with a known run.
 pub const LEGACY_RUN: &str = "legacy";
+
+/// The pseudo run id of rollouts read from another tool's files (a Thought Anchors folder's
+/// `chunk_{i}/solutions.json`). Their record is built from the trace at load time, never
+/// written: the source files are the provenance.
+pub const IMPORTED_RUN: &str = "imported";
+
+/// What the behaviors of the reasoning are judged on (METHOD.md "Judge scope").
+pub const DEFAULT_JUDGE_SCOPE: &str = "prefix+continuation";
 
 /// How the worker picks seeds, recorded as text so a reader knows what "seed" meant.
 pub const SEED_RULE: &str = "seed = FNV-1a(trace id, position, index), index counting up from \
@@ -41,8 +49,11 @@ pub struct RunRecord {
     /// SHA-256 of the model file, when the engine knows it (local GGUF).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_sha256: Option<String>,
-    pub temperature: f32,
-    pub top_p: f32,
+    /// `None` when the source did not say (imported data).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
     /// The continuation token cap; `None` when there was none (imported data).
     #[serde(default)]
     pub max_tokens: Option<u32>,
@@ -67,8 +78,8 @@ pub struct GenerationKey {
     engine: String,
     /// The file hash when known, else the model name.
     model: String,
-    temperature: u32,
-    top_p: u32,
+    temperature: Option<u32>,
+    top_p: Option<u32>,
     max_tokens: Option<u32>,
     judge_scope: Option<String>,
 }
@@ -94,8 +105,8 @@ impl RunRecord {
             engine,
             model,
             model_sha256,
-            temperature: sampler.0,
-            top_p: sampler.1,
+            temperature: Some(sampler.0),
+            top_p: Some(sampler.1),
             max_tokens,
             seed_rule: SEED_RULE.into(),
             classifiers,
@@ -114,10 +125,15 @@ impl RunRecord {
                 .model_sha256
                 .clone()
                 .unwrap_or_else(|| self.model.clone()),
-            temperature: self.temperature.to_bits(),
-            top_p: self.top_p.to_bits(),
+            temperature: self.temperature.map(f32::to_bits),
+            top_p: self.top_p.map(f32::to_bits),
             max_tokens: self.max_tokens,
-            judge_scope: self.judge_scope.clone(),
+            // Runs recorded before the scope was written were judged the only way there was.
+            judge_scope: Some(
+                self.judge_scope
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_JUDGE_SCOPE.into()),
+            ),
         }
     }
 
@@ -254,6 +270,38 @@ pub struct Pool {
     pub included: Vec<(String, usize)>,
     /// Left-out run ids with their rollout counts and the reason.
     pub excluded: Vec<(String, usize, String)>,
+}
+
+/// The record of the imported rollouts of a trace: what the source says (the model that wrote
+/// the trace, its sampler settings when known), and where they came from.
+pub fn imported_record(loaded: &LoadedTrace) -> RunRecord {
+    let manifest = &loaded.trace.manifest;
+    let sampler = manifest.sampler.as_ref();
+    RunRecord {
+        id: IMPORTED_RUN.into(),
+        date: manifest.created.clone().unwrap_or_default(),
+        engine: "imported".into(),
+        model: manifest.model.clone().unwrap_or_else(|| "unknown".into()),
+        model_sha256: None,
+        temperature: sampler.map(|s| s.temperature as f32),
+        top_p: sampler.map(|s| s.top_p as f32),
+        max_tokens: None,
+        seed_rule: "none: rollouts read from the source's files".into(),
+        classifiers: BTreeMap::new(),
+        judge_scope: None,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        source: Some(loaded.path.display().to_string()),
+    }
+}
+
+/// Every run of a loaded trace: the store's manifest, plus the imported run's record when
+/// some rollouts were read from the source's files.
+pub fn runs_of(loaded: &LoadedTrace) -> Result<Vec<RunRecord>, ImportError> {
+    let mut runs = read_runs(&runs_path_for(&loaded.store_path))?;
+    if loaded.rollouts.iter().any(|r| run_of(r) == IMPORTED_RUN) {
+        runs.push(imported_record(loaded));
+    }
+    Ok(runs)
 }
 
 /// The run id of a rollout, [`LEGACY_RUN`] when it has none.

@@ -18,7 +18,7 @@ use crate::behavior::{BehaviorSet, ALIGNMENT_FAKING, COMPLIANCE};
 use crate::config::Config;
 use crate::engine::{EngineCommand, EngineEvent};
 use crate::export::{export_to_file, ExportFormat};
-use crate::store::runs::{pool, read_runs, runs_path_for, Pool, PoolMode, RunRecord};
+use crate::store::runs::{pool, runs_of, Pool, PoolMode, RunRecord};
 use crate::trace::import::{LoadOutcome, LoadedTrace};
 
 /// The message shown when resampling is asked for without an engine.
@@ -162,7 +162,7 @@ impl App {
         for mut loaded in outcome.traces {
             // User regex behaviors label every stored rollout, not only those sampled since.
             label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)?;
-            let runs = match read_runs(&runs_path_for(&loaded.store_path)) {
+            let runs = match runs_of(&loaded) {
                 Ok(runs) => runs,
                 Err(e) => {
                     loaded.warnings.push(format!("run records not read: {e}"));
@@ -843,7 +843,7 @@ impl App {
                         .as_ref()
                         .is_none_or(|id| entry.runs.iter().any(|r| &r.id == id));
                     if !known {
-                        if let Ok(runs) = read_runs(&runs_path_for(&entry.loaded.store_path)) {
+                        if let Ok(runs) = runs_of(&entry.loaded) {
                             entry.runs = runs;
                         }
                     }

@@ -334,7 +334,7 @@ fn start_run(job: &Job, generator: &dyn Generator, ctx: &JobContext) -> RunRecor
         (job.sampler.temperature as f32, job.sampler.top_p as f32),
         Some(job.sampler.max_new_tokens),
         ctx.behaviors.classifier_versions(),
-        None,
+        Some(crate::store::runs::DEFAULT_JUDGE_SCOPE.into()),
     )
 }
 

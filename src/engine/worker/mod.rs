@@ -12,7 +12,7 @@ pub mod decide;
 pub mod generate;
 pub mod job;
 #[cfg(test)]
-mod test_double;
+pub(crate) mod test_double;
 #[cfg(test)]
 mod tests;
 

@@ -373,6 +373,20 @@ pub(crate) fn finish(
         // A broken store must not hide the trace: show it without those rollouts.
         Err(e) => warnings.push(format!("rollouts not loaded: {e}")),
     }
+    // Similarities computed earlier for rollouts stored without one (imported replacements).
+    if rollouts
+        .iter()
+        .any(|r| store::similarities::needs_similarity(&trace, r))
+    {
+        let cache_path = store::similarities::similarities_path_for(&store_path);
+        match store::similarities::read_cache(&cache_path) {
+            Ok((cache, mut cache_warnings)) => {
+                store::similarities::apply_cache(&trace, &mut rollouts, &cache);
+                warnings.append(&mut cache_warnings);
+            }
+            Err(e) => warnings.push(format!("cached similarities not loaded: {e}")),
+        }
+    }
     let positions = trace.positions();
     let before = rollouts.len();
     rollouts.retain(|r| r.position < positions);

@@ -600,7 +600,7 @@ fn load_solutions(
                 finish: FinishReason::Unknown,
                 labels,
                 similarity: None,
-                run: None,
+                run: Some(store::runs::IMPORTED_RUN.into()),
             });
         }
     }
