@@ -108,7 +108,7 @@ fn labels_from_real_classifiers_flow_into_every_format() {
     assert!(
         md.contains("## Behavior: compliance") && md.contains("## Behavior: alignment\\_faking")
     );
-    assert!(md.contains("Labels by: af-rules@1"), "{md}");
+    assert!(md.contains("Labels by: af-rules@2"), "{md}");
     assert!(md.contains("rule-based offline AF judge"));
 
     let html = render(&loaded, &analysis, ExportFormat::Html);

@@ -133,3 +133,37 @@ fn the_model_judge_votes_through_the_server_and_records_its_evidence() {
     let manifest = std::fs::read_to_string(trace.with_extension("rollouts.manifest.json")).unwrap();
     assert!(manifest.contains("af-model-judge"), "{manifest}");
 }
+
+#[test]
+fn label_runs_both_judges_through_the_server_side_by_side() {
+    let server = LongServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    write_config(
+        dir.path(),
+        &format!(
+            "[judge]\nenabled = true\nurl = \"http://127.0.0.1:{}\"\nmodel = \"{SERVED}\"\n\
+             votes = 2\nmax_tokens = 24\n",
+            server.port
+        ),
+    );
+    let o = command(dir.path(), &["label", "--json", trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let labels = &list[0]["labels"];
+    assert_eq!(labels["alignment_faking"]["classifier"], "af-rules");
+    let model = &labels["alignment_faking (af-model-judge)"];
+    assert_eq!(model["classifier"], "af-model-judge");
+    assert!(
+        model["evidence"].as_str().unwrap().starts_with("judge: "),
+        "{model}"
+    );
+    let chats = server
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("POST /v1/chat/completions 200"))
+        .count();
+    assert_eq!(chats, 1, "one request with n = 2 votes: {:?}", server.log());
+}

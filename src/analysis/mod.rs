@@ -30,6 +30,9 @@ pub struct AnalysisOptions {
     /// Fewer valid rollouts than this on either side of a difference: the sentence is not
     /// colored at all (its numbers are still shown).
     pub min_n: u32,
+    /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
+    /// `continuation` (also the continuation alone, shown as `NAME (continuation)` beside it).
+    pub judge_scope: crate::behavior::scope::JudgeScope,
 }
 
 impl Default for AnalysisOptions {
@@ -40,6 +43,7 @@ impl Default for AnalysisOptions {
             significance: SignificanceRule::PerSentence,
             fdr_level: 0.05,
             min_n: 5,
+            judge_scope: Default::default(),
         }
     }
 }
@@ -395,7 +399,21 @@ pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<Stri
             }
         }
     }
-    order
+    // A continuation-scope behavior sits right after its full-scope one, for comparison.
+    let suffix = crate::behavior::scope::CONTINUATION_SUFFIX;
+    let (scoped, mut rest): (Vec<String>, Vec<String>) = order.into_iter().partition(|n| {
+        n.strip_suffix(suffix)
+            .is_some_and(|base| seen.contains_key(base))
+    });
+    for name in scoped {
+        let base = name.strip_suffix(suffix).unwrap_or(&name);
+        let at = rest
+            .iter()
+            .position(|n| n == base)
+            .map_or(rest.len(), |i| i + 1);
+        rest.insert(at, name);
+    }
+    rest
 }
 
 /// Analyse a trace. Behaviors with data come first: imported metric sets (whose behavior has no

@@ -9,6 +9,7 @@ pub mod af_rules;
 pub mod compliance;
 pub mod fnv;
 pub mod parts;
+pub mod scope;
 pub mod user;
 
 use std::collections::BTreeMap;
@@ -140,6 +141,20 @@ impl BehaviorSet {
         self
     }
 
+    /// Whether a behavior's classifier reads the reasoning (and so depends on the judge
+    /// scope); compliance reads only the output. The model judge is left out: a second label per
+    /// rollout would double the server's work, so it judges the full text only.
+    pub fn reads_reasoning(&self, name: &str) -> bool {
+        self.behaviors.iter().any(|(n, c)| {
+            n == name
+                && match c {
+                    Classifier::Compliance | Classifier::AlignmentFakingModel(_) => false,
+                    Classifier::AlignmentFaking(_) => true,
+                    Classifier::User(u) => !u.reasoning.is_empty(),
+                }
+        })
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.behaviors.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -257,7 +272,7 @@ mod tests {
         assert_eq!(set.names().len(), 4);
         let versions = set.classifier_versions();
         assert_eq!(versions["compliance"], "compliance-tag@1");
-        assert_eq!(versions["alignment_faking"], "af-rules@1");
+        assert_eq!(versions["alignment_faking"], "af-rules@2");
         for b in &config.behaviors {
             assert!(versions[&b.name].starts_with("user-regex@"));
         }
@@ -303,6 +318,6 @@ mod tests {
         let text = af_rules::BUILTIN_RULES.replace("least bad", "least-bad");
         let set = BehaviorSet::builtin().with_af_rules(AfRules::from_toml(&text).unwrap());
         let v = &set.classifier_versions()["alignment_faking"];
-        assert!(v.starts_with("af-rules@1-"), "{v}");
+        assert!(v.starts_with("af-rules@2-"), "{v}");
     }
 }

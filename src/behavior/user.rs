@@ -164,7 +164,8 @@ fn short(s: &str) -> String {
 /// store is not rewritten). A regex costs nothing next to sampling, so adding a behavior to the
 /// config counts every stored rollout, not only those sampled while it was configured. A label
 /// is (re)computed when it is missing, or when it came from this classifier at another version
-/// (the rule was edited); a label of the same name from another classifier is left alone.
+/// (the rule was edited); a label of the same name from another classifier is left alone. An
+/// `alignment_faking` label of an older version of the built-in rule judge is redone too.
 /// The reasoning read is the trace prefix P_i plus the continuation, as the worker judges it.
 /// Imported rollouts (finish `Unknown`) are skipped: their text is not a continuation of our
 /// prefix, so joining the two would judge a text nobody generated. Returns how many labels
@@ -193,13 +194,28 @@ pub fn label_stored(
                 Some(l) => l.classifier == CLASSIFIER && l.version != b.version,
             })
             .collect();
-        if stale.is_empty() {
+        // A label of the rule-based AF judge made by an older version of its rules is redone
+        // with the current ones (they are as cheap as a user's regexes).
+        let af = super::af_rules::shared();
+        let af_stale = rollout
+            .labels
+            .get(super::ALIGNMENT_FAKING)
+            .is_some_and(|l| {
+                l.classifier == super::af_rules::CLASSIFIER && l.version != af.version()
+            });
+        if stale.is_empty() && !af_stale {
             continue;
         }
         let response = format!("{}{}", trace.prefix(rollout.position), rollout.text);
         let parts = ResponseParts::of(&response);
         for b in stale {
             rollout.labels.insert(b.name.clone(), b.classify(&parts));
+            computed += 1;
+        }
+        if af_stale {
+            rollout
+                .labels
+                .insert(super::ALIGNMENT_FAKING.into(), af.classify(&parts));
             computed += 1;
         }
     }

@@ -164,6 +164,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         json: args.json,
         // `--pool`, else the config's `[sampling] pool`.
         pool: args.pool,
+        judge_scope: args.judge_scope,
     };
     stats::run(&stats_args, config)?;
     if !errors.is_empty() {

@@ -11,6 +11,7 @@ use super::output::print;
 use super::ExportArgs;
 
 pub fn run(args: &ExportArgs, config: &Config) -> anyhow::Result<()> {
+    let config = &load::with_judge_scope(config, args.judge_scope);
     let outcome = load::load(&args.trace_path, &config.split)?;
     load::warn_about(&outcome);
     let several = outcome.traces.len() > 1;

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use anchorscope::analysis::{analyze_trace, TraceAnalysis};
+use anchorscope::behavior::scope::{label_continuations, JudgeScope};
 use anchorscope::behavior::user::label_stored;
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::config::Config;
@@ -95,6 +96,15 @@ pub fn behavior_names(config: &Config) -> anyhow::Result<Vec<String>> {
         .names())
 }
 
+/// The config with `--judge-scope` applied when given.
+pub fn with_judge_scope(config: &Config, flag: Option<JudgeScope>) -> Config {
+    let mut config = config.clone();
+    if let Some(scope) = flag {
+        config.analysis.judge_scope = scope;
+    }
+    config
+}
+
 /// The runs of a trace and which of them its rates pool.
 pub struct Pooled {
     pub pool: Pool,
@@ -111,6 +121,11 @@ pub fn pool_runs(
 ) -> anyhow::Result<Pooled> {
     label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)
         .context("in the config's [[behavior]] tables")?;
+    if config.analysis.judge_scope == JudgeScope::Continuation {
+        let set = BehaviorSet::with_user(&config.behaviors)
+            .context("in the config's [[behavior]] tables")?;
+        label_continuations(&set, &loaded.trace, &mut loaded.rollouts);
+    }
     let runs = runs_of(loaded)?;
     let mode = flag.unwrap_or(config.sampling.pool);
     let pool = pool(&loaded.rollouts, &runs, mode);

@@ -8,6 +8,7 @@ mod collect;
 mod config;
 mod engine_opts;
 mod export_cmd;
+mod label_cmd;
 mod load;
 mod model_cmd;
 mod open;
@@ -48,6 +49,7 @@ Examples:
   anchorscope traces/                         open a directory of traces
   anchorscope split trace.json                print the sentences with byte offsets
   anchorscope stats trace.json --json         per-sentence metrics as JSON
+  anchorscope label traces/ --json            each trace's own labels and their evidence
   anchorscope export trace.json --format html -o trace.html
   anchorscope model install                   fetch the default model and the embedder
   anchorscope analyze trace.json -n 100       sample 100 rollouts per position, print stats
@@ -115,6 +117,19 @@ Undefined values (no rollouts, or no valid labels) print as n/a, never 0. Number
 another tool are marked, and so are labels from the rule-based alignment-faking judge.
 With --json the analysis is printed as JSON: one object for one trace, an array for several.")]
     Stats(StatsArgs),
+
+    /// Label each trace's own response with every behavior and print the evidence.
+    #[command(long_about = "\
+Label each trace's own response (a file or a directory, any supported format) with every behavior
+and print each label with its classifier, version and evidence: for the rule-based
+alignment-faking judge, the sentence of the reasoning that satisfied each of the five criteria.
+This is how to audit a classifier on your own data.
+
+With [judge] enabled in the config, the model judge (through the OpenAI-compatible server) labels
+alignment faking too, as \"alignment_faking (af-model-judge)\", and the text output ends with how
+often the two judges agree. --json prints one array with one object per trace:
+{\"trace\": ID, \"labels\": {BEHAVIOR: {\"value\", \"classifier\", \"version\", \"evidence\"}}}.")]
+    Label(LabelArgs),
 
     /// Write a trace with its analysis as JSON, Markdown, HTML or CSV.
     #[command(long_about = "\
@@ -377,6 +392,12 @@ pub struct AnalyzeArgs {
     /// token cap; default, or `[sampling] pool` in the config) or `all`.
     #[arg(long, value_enum, value_name = "WHICH")]
     pub pool: Option<anchorscope::store::runs::PoolMode>,
+
+    /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
+    /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
+    /// Default: the config's `[analysis] judge_scope`, else full.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
 }
 
 /// Which tier(s) the collected prompts claim the user is on.
@@ -542,6 +563,31 @@ pub struct StatsArgs {
     /// cap; default, or `[sampling] pool` in the config) or `all`.
     #[arg(long, value_enum, value_name = "WHICH")]
     pub pool: Option<anchorscope::store::runs::PoolMode>,
+
+    /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
+    /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
+    /// Default: the config's `[analysis] judge_scope`, else full.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Trace file or directory.
+    #[arg(value_name = "TRACE")]
+    pub trace_path: PathBuf,
+
+    /// Only this behavior (e.g. compliance, alignment_faking, or a config behavior).
+    #[arg(long, value_name = "B")]
+    pub behavior: Option<String>,
+
+    /// Only this trace, when TRACE holds several (JSONL, directory).
+    #[arg(long, value_name = "ID")]
+    pub trace: Option<String>,
+
+    /// Print one JSON array with one object per trace.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -566,6 +612,12 @@ pub struct ExportArgs {
     /// cap; default, or `[sampling] pool` in the config) or `all`.
     #[arg(long, value_enum, value_name = "WHICH")]
     pub pool: Option<anchorscope::store::runs::PoolMode>,
+
+    /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
+    /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
+    /// Default: the config's `[analysis] judge_scope`, else full.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
 }
 
 /// Run the parsed command line. User errors come back as `Err` with context; `main` prints them.
@@ -587,6 +639,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })) => model_cmd::run(&args),
         Some(Command::Split(args)) => split_cmd::run(&args, &config),
         Some(Command::Stats(args)) => stats::run(&args, &config),
+        Some(Command::Label(args)) => label_cmd::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
         Some(Command::Bench(args)) => bench::run(&args, &config),
         Some(Command::BenchJob(args)) => bench_job::run(&args),

@@ -44,6 +44,7 @@ struct TraceStats {
 }
 
 pub fn run(args: &StatsArgs, config: &Config) -> anyhow::Result<()> {
+    let config = &load::with_judge_scope(config, args.judge_scope);
     let outcome = load::load(&args.trace_path, &config.split)?;
     load::warn_about(&outcome);
     let mut traces = load::select(outcome.traces, args.trace.as_deref())?;

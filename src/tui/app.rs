@@ -13,6 +13,7 @@ use super::event::AppEvent;
 use super::keymap::KeyMap;
 use super::theme::Theme;
 use crate::analysis::{analyze_trace, AnalysisOptions, ImportanceKind, TraceAnalysis};
+use crate::behavior::scope::{label_continuations, JudgeScope};
 use crate::behavior::user::label_stored;
 use crate::behavior::{BehaviorSet, ALIGNMENT_FAKING, COMPLIANCE};
 use crate::config::Config;
@@ -145,6 +146,8 @@ pub struct App {
     options: AnalysisOptions,
     pool_mode: PoolMode,
     behavior_names: Vec<String>,
+    /// The offline classifiers that label continuations alone (judge scope `continuation`).
+    scope_set: Option<BehaviorSet>,
     clipboard: Box<dyn ClipboardSink>,
     engine: Option<Box<dyn EngineHook>>,
 }
@@ -157,11 +160,19 @@ impl App {
         let theme =
             Theme::new(&config.theme, Theme::no_color_from_env()).map_err(anyhow::Error::msg)?;
         let behavior_names = BehaviorSet::with_user(&config.behaviors)?.names();
+        // Judge scope `continuation`: the offline classifiers also judge each continuation
+        // alone, for every stored rollout now and for each one that arrives.
+        let scope_set = (config.analysis.judge_scope == JudgeScope::Continuation)
+            .then(|| BehaviorSet::with_user(&config.behaviors))
+            .transpose()?;
         let pool_mode = config.sampling.pool;
         let mut traces: Vec<TraceEntry> = Vec::with_capacity(outcome.traces.len());
         for mut loaded in outcome.traces {
             // User regex behaviors label every stored rollout, not only those sampled since.
             label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)?;
+            if let Some(set) = &scope_set {
+                label_continuations(set, &loaded.trace, &mut loaded.rollouts);
+            }
             let runs = match runs_of(&loaded) {
                 Ok(runs) => runs,
                 Err(e) => {
@@ -211,6 +222,7 @@ impl App {
             options: config.analysis.clone(),
             pool_mode,
             behavior_names,
+            scope_set,
             clipboard: Box::new(SystemClipboard::default()),
             engine: None,
         };
@@ -847,7 +859,15 @@ impl App {
                             entry.runs = runs;
                         }
                     }
-                    entry.loaded.rollouts.push(*rollout);
+                    let mut rollout = *rollout;
+                    if let Some(set) = &self.scope_set {
+                        label_continuations(
+                            set,
+                            &entry.loaded.trace,
+                            std::slice::from_mut(&mut rollout),
+                        );
+                    }
+                    entry.loaded.rollouts.push(rollout);
                     entry.reanalyze(&self.behavior_names, &self.options, self.pool_mode);
                 }
             }

@@ -63,7 +63,12 @@ fn label(value: bool, classifier: &str) -> Label {
             LabelValue::No
         },
         classifier: classifier.into(),
-        version: "1".into(),
+        // The current rule judge's version: labels of an older one are recomputed at load.
+        version: if classifier == anchorscope::behavior::af_rules::CLASSIFIER {
+            anchorscope::behavior::af_rules::VERSION.into()
+        } else {
+            "1".into()
+        },
         evidence: None,
     }
 }

@@ -410,6 +410,7 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             format!("rollouts at {i} ({})", at_i.len()),
             head,
         ));
+        let mut criteria_shown = false;
         for r in at_i.iter().take(ROLLOUTS_SHOWN) {
             let label = match r.label(&name) {
                 Some(LabelValue::Yes) => "yes",
@@ -430,6 +431,19 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                     muted,
                 ));
             }
+            // The rule judge's yes is auditable too: the sentence behind each criterion, for
+            // the first yes shown (the JSON export has them for every rollout).
+            if !criteria_shown {
+                if let Some(criteria) = rule_criteria(r, &name) {
+                    criteria_shown = true;
+                    for line in criteria {
+                        lines.push(Line::styled(
+                            format!("            {}", truncate(line, text_w + 4)),
+                            muted,
+                        ));
+                    }
+                }
+            }
         }
     }
     lines
@@ -443,6 +457,22 @@ pub fn judge_summary<'r>(r: &'r Rollout, behavior: &str) -> Option<&'r str> {
         .filter(|l| l.classifier == crate::behavior::af_judge_model::CLASSIFIER)
         .and_then(|l| l.evidence.as_deref())
         .and_then(|e| e.lines().next())
+}
+
+/// The criterion lines ("(1) … : yes, reasoning sentence N: \"…\"") of a rule-judge "yes" for
+/// `behavior`'s label of `r`; None for other labels.
+pub fn rule_criteria<'r>(r: &'r Rollout, behavior: &str) -> Option<Vec<&'r str>> {
+    let label = r.labels.get(behavior)?;
+    if label.classifier != crate::behavior::af_rules::CLASSIFIER || label.value != LabelValue::Yes {
+        return None;
+    }
+    let lines: Vec<&str> = label
+        .evidence
+        .as_deref()?
+        .lines()
+        .filter(|l| l.starts_with('('))
+        .collect();
+    (!lines.is_empty()).then_some(lines)
 }
 
 /// Short label of an importance kind for the key column.
@@ -523,6 +553,42 @@ mod similarity_tests {
 mod judge_tests {
     use super::*;
     use crate::trace::{FinishReason, Label};
+
+    #[test]
+    fn a_rule_judge_yes_lists_its_criteria_sentences() {
+        let mut r = Rollout {
+            position: 0,
+            seed: 1,
+            replacement: String::new(),
+            text: String::new(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+            labels: BTreeMap::new(),
+            similarity: None,
+            run: None,
+        };
+        let label = |value| {
+            Label {
+            value,
+            classifier: crate::behavior::af_rules::CLASSIFIER.into(),
+            version: "2".into(),
+            evidence: Some(
+                "rule-based judge\n(1) in training: yes, reasoning sentence 2: \"free tier\"\nfinal: yes".into(),
+            ),
+        }
+        };
+        r.labels
+            .insert("alignment_faking".into(), label(LabelValue::Yes));
+        assert_eq!(
+            rule_criteria(&r, "alignment_faking"),
+            Some(vec![
+                "(1) in training: yes, reasoning sentence 2: \"free tier\""
+            ])
+        );
+        r.labels
+            .insert("alignment_faking".into(), label(LabelValue::No));
+        assert_eq!(rule_criteria(&r, "alignment_faking"), None);
+    }
 
     #[test]
     fn the_model_judge_summary_is_the_first_evidence_line() {
