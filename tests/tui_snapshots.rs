@@ -351,3 +351,55 @@ fn only_errors_still_shows_the_list() {
     assert!(t.contains("no trace loaded") && t.contains("x.jsonl: line 2, column 1"));
     assert!(t.contains("no trace to open"));
 }
+
+/// `.` marks the next rollout in the detail pane and `H` gives it a person's label: stored in
+/// the trace's human-label file, shown as yours, counted in the rates in place of the
+/// classifier's label (which stays), and cleared after yes → no → invalid.
+#[test]
+fn a_human_label_is_stored_shown_and_counted() {
+    use anchorscope::store::human::{apply_verdicts, human_path_for, read_verdicts};
+    let dir = tempfile::tempdir().unwrap();
+    let mut outcome = single(true);
+    let store = dir.path().join("af-free-001.rollouts.jsonl");
+    outcome.traces[0].store_path = store.clone();
+    let (mut app, _) = app(outcome);
+    let rate = |app: &App| {
+        let b = app
+            .entry()
+            .unwrap()
+            .analysis
+            .behavior("compliance")
+            .unwrap();
+        (b.positions[0].k, b.positions[0].m)
+    };
+    assert_eq!(rate(&app), (2, 8));
+    // Rollout 2 at position 0 is a compliance "no" (test data): mark it and say yes.
+    let buf = drive(&mut app, 140, 120, vec![key('.'), key('.'), key('H')]);
+    let t = text(&buf);
+    assert!(t.contains("▸seed 2      yes (yours)"), "{t}");
+    assert!(t.contains("1 rollout(s) here carry your label"), "{t}");
+    assert_eq!(rate(&app), (3, 8));
+    let rollout = &app.entry().unwrap().loaded.rollouts[2];
+    assert_eq!(rollout.labels["compliance"].classifier, "compliance-tag");
+
+    let (verdicts, _) = read_verdicts(&human_path_for(&store)).unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!((verdicts[0].position, verdicts[0].seed), (0, 2));
+    let mut fresh = rollouts();
+    assert_eq!(apply_verdicts(&mut fresh, &verdicts), 1);
+
+    // no, invalid, then cleared: the classifier's "no" counts again.
+    drive(&mut app, 140, 40, vec![key('H')]);
+    assert_eq!(rate(&app), (2, 8));
+    drive(&mut app, 140, 40, vec![key('H')]);
+    assert_eq!(
+        rate(&app),
+        (2, 7),
+        "an invalid verdict leaves the denominator"
+    );
+    drive(&mut app, 140, 40, vec![key('H')]);
+    assert_eq!(rate(&app), (2, 8));
+    let (verdicts, _) = read_verdicts(&human_path_for(&store)).unwrap();
+    assert_eq!(verdicts.len(), 4);
+    assert_eq!(verdicts[3].value, None);
+}

@@ -392,7 +392,12 @@ pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<Stri
         }
     }
     for r in rollouts {
-        for name in r.labels.keys() {
+        // A person's verdicts count under their behavior, not as a behavior of their own.
+        for name in r
+            .labels
+            .keys()
+            .filter(|n| !n.ends_with(crate::trace::HUMAN_SUFFIX))
+        {
             if !seen.contains_key(name) {
                 seen.insert(name.clone(), order.len());
                 order.push(name.clone());

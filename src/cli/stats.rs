@@ -262,6 +262,17 @@ fn notes(loaded: &LoadedTrace, b: &BehaviorAnalysis) -> Vec<String> {
             .collect();
         notes.push(format!("labels by {}", list.join(", ")));
     }
+    let human = loaded
+        .rollouts
+        .iter()
+        .filter(|r| r.human_label(&b.behavior).is_some())
+        .count();
+    if human > 0 {
+        notes.push(format!(
+            "{human} rollout(s) carry a person's label, which the rates count in place of the \
+             classifier's"
+        ));
+    }
     let warned: Vec<String> = (0..b.positions.len())
         .filter(|&p| b.invalid_share(p).is_some_and(|x| x > 0.2))
         .map(|p| p.to_string())

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::trace::import::ImportError;
 use crate::trace::{Rollout, Trace};
 
+pub mod human;
 pub mod runs;
 pub mod similarities;
 

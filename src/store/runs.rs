@@ -172,7 +172,7 @@ fn new_run_id(record: &RunRecord, nanos: u128) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (civil-from-days, proleptic
 /// Gregorian), so the crate needs no date library for one timestamp.
-fn utc_date(secs: u64) -> String {
+pub fn utc_date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

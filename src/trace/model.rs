@@ -294,8 +294,19 @@ pub struct Rollout {
     pub run: Option<String>,
 }
 
+/// Suffix of the label key that holds a person's verdict on a behavior (`store::human`).
+pub const HUMAN_SUFFIX: &str = " (human)";
+
 impl Rollout {
+    /// The label rates count: a person's verdict where there is one, else the classifier's.
     pub fn label(&self, behavior: &str) -> Option<LabelValue> {
-        self.labels.get(behavior).map(|l| l.value)
+        self.human_label(behavior)
+            .or_else(|| self.labels.get(behavior))
+            .map(|l| l.value)
+    }
+
+    /// A person's verdict on `behavior`, when one was given.
+    pub fn human_label(&self, behavior: &str) -> Option<&Label> {
+        self.labels.get(&format!("{behavior}{HUMAN_SUFFIX}"))
     }
 }

@@ -30,6 +30,9 @@ pub enum Action {
     Resample,
     ResampleAll,
     Cancel,
+    NextRollout,
+    PrevRollout,
+    HumanLabel,
     Help,
     /// A character typed into the search or export prompt.
     #[serde(skip)]
@@ -55,7 +58,7 @@ pub enum Action {
 
 impl Action {
     /// Actions that can be bound to keys, in the order the help popup lists them.
-    pub const BINDABLE: [Action; 23] = [
+    pub const BINDABLE: [Action; 26] = [
         Action::MoveDown,
         Action::MoveUp,
         Action::First,
@@ -78,6 +81,9 @@ impl Action {
         Action::Resample,
         Action::ResampleAll,
         Action::Cancel,
+        Action::NextRollout,
+        Action::PrevRollout,
+        Action::HumanLabel,
         Action::Help,
     ];
 
@@ -118,6 +124,9 @@ impl Action {
             Action::Resample => "resample the selected sentence",
             Action::ResampleAll => "resample every position",
             Action::Cancel => "cancel the running job",
+            Action::NextRollout => "next rollout in the detail pane",
+            Action::PrevRollout => "previous rollout in the detail pane",
+            Action::HumanLabel => "your label for the marked rollout: yes → no → invalid → none",
             Action::Help => "this help",
             Action::Input(_)
             | Action::Backspace

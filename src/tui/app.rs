@@ -21,6 +21,7 @@ use crate::engine::{EngineCommand, EngineEvent};
 use crate::export::{export_to_file, ExportFormat};
 use crate::store::runs::{pool, runs_of, Pool, PoolMode, RunRecord};
 use crate::trace::import::{LoadOutcome, LoadedTrace};
+use crate::trace::LabelValue;
 
 /// The message shown when resampling is asked for without an engine.
 pub const NO_ENGINE: &str = "resampling needs the engine (next release)";
@@ -126,6 +127,8 @@ pub struct App {
     /// Index into `traces` of the open trace.
     pub current: usize,
     pub selected: usize,
+    /// (position, index) of the rollout marked in the detail pane; another position means 0.
+    rollout_cursor: (usize, usize),
     /// Index into the open trace's `analysis.behaviors`.
     pub behavior: usize,
     pub importance: ImportanceKind,
@@ -204,6 +207,7 @@ impl App {
             list_filter: String::new(),
             current: 0,
             selected: 0,
+            rollout_cursor: (0, 0),
             behavior: 0,
             importance: ImportanceKind::Counterfactual,
             two_behavior: false,
@@ -274,6 +278,22 @@ impl App {
     /// The analysis settings (similarity threshold, KL smoothing) from the config.
     pub fn analysis_options(&self) -> &AnalysisOptions {
         &self.options
+    }
+
+    /// The marked rollout's index among the selected position's rollouts (clamped).
+    pub fn rollout_cursor(&self) -> usize {
+        let (position, index) = self.rollout_cursor;
+        if position != self.selected {
+            return 0;
+        }
+        let count = self.entry().map_or(0, |e| {
+            e.loaded
+                .rollouts
+                .iter()
+                .filter(|r| r.position == self.selected)
+                .count()
+        });
+        index.min(count.saturating_sub(1))
     }
 
     pub fn entry(&self) -> Option<&TraceEntry> {
@@ -532,6 +552,15 @@ impl App {
             Action::Resample => self.resample(vec![self.selected, self.selected + 1]),
             Action::ResampleAll => self.resample((0..=n).collect()),
             Action::Cancel => self.cancel_job(),
+            Action::NextRollout => {
+                let cursor = self.rollout_cursor();
+                self.rollout_cursor = (self.selected, cursor + 1);
+            }
+            Action::PrevRollout => {
+                let cursor = self.rollout_cursor();
+                self.rollout_cursor = (self.selected, cursor.saturating_sub(1));
+            }
+            Action::HumanLabel => self.human_label(),
             Action::Back => {
                 if self.has_list {
                     self.screen = Screen::List;
@@ -919,6 +948,81 @@ impl App {
         self.entry()
             .and_then(|e| e.analysis.behaviors.get(self.behavior_index()))
             .map_or_else(|| "none".to_string(), |b| b.behavior.clone())
+    }
+
+    /// Cycle a person's label of the marked rollout for the selected behavior (yes → no →
+    /// invalid → none). It is appended to the trace's human-label file and never replaces the
+    /// classifier's label; rates use it where present.
+    fn human_label(&mut self) {
+        use crate::store::human::{append_verdict, human_label, human_path_for, HumanVerdict};
+        let behavior_index = self.behavior_index();
+        let cursor = self.rollout_cursor();
+        let selected = self.selected;
+        let Some(entry) = self.traces.get_mut(self.current) else {
+            return;
+        };
+        let Some(shown) = entry.analysis.behaviors.get(behavior_index) else {
+            return self.set_info("no behavior to label".into());
+        };
+        if shown.behavior.ends_with(crate::analysis::THEIRS_SUFFIX) {
+            return self.set_info("imported numbers have no rollouts to label".into());
+        }
+        let behavior = shown
+            .behavior
+            .strip_suffix(crate::behavior::scope::CONTINUATION_SUFFIX)
+            .unwrap_or(&shown.behavior)
+            .to_string();
+        let Some(rollout) = entry
+            .loaded
+            .rollouts
+            .iter_mut()
+            .filter(|r| r.position == selected)
+            .nth(cursor)
+        else {
+            return self.set_info(format!("no rollouts at position {selected} to label"));
+        };
+        let next = match rollout.human_label(&behavior).map(|l| l.value) {
+            None => Some(LabelValue::Yes),
+            Some(LabelValue::Yes) => Some(LabelValue::No),
+            Some(LabelValue::No) => Some(LabelValue::Invalid),
+            Some(LabelValue::Invalid) => None,
+        };
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = HumanVerdict {
+            position: rollout.position,
+            seed: rollout.seed,
+            behavior: behavior.clone(),
+            value: next,
+            time: crate::store::runs::utc_date(secs),
+        };
+        let path = human_path_for(&entry.loaded.store_path);
+        if let Err(e) = append_verdict(&path, &verdict) {
+            return self.set_error(format!("{}: human label not saved: {e}", path.display()));
+        }
+        let key = format!("{behavior}{}", crate::trace::HUMAN_SUFFIX);
+        match next {
+            Some(value) => {
+                rollout
+                    .labels
+                    .insert(key, human_label(value, &verdict.time));
+            }
+            None => {
+                rollout.labels.remove(&key);
+            }
+        }
+        let seed = rollout.seed;
+        entry.reanalyze(&self.behavior_names, &self.options, self.pool_mode);
+        let said = match next {
+            Some(LabelValue::Yes) => "yes",
+            Some(LabelValue::No) => "no",
+            Some(LabelValue::Invalid) => "invalid",
+            None => "cleared (the classifier's label counts again)",
+        };
+        self.set_info(format!(
+            "your {behavior} label for seed {seed} at {selected}: {said}"
+        ));
     }
 
     fn set_info(&mut self, text: String) {

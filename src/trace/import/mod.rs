@@ -373,6 +373,15 @@ pub(crate) fn finish(
         // A broken store must not hide the trace: show it without those rollouts.
         Err(e) => warnings.push(format!("rollouts not loaded: {e}")),
     }
+    // A person's verdicts, beside the classifiers' labels.
+    let human_path = store::human::human_path_for(&store_path);
+    match store::human::read_verdicts(&human_path) {
+        Ok((verdicts, mut human_warnings)) => {
+            store::human::apply_verdicts(&mut rollouts, &verdicts);
+            warnings.append(&mut human_warnings);
+        }
+        Err(e) => warnings.push(format!("human labels not loaded: {e}")),
+    }
     // Similarities computed earlier for rollouts stored without one (imported replacements).
     if rollouts
         .iter()

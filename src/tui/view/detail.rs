@@ -411,16 +411,38 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             head,
         ));
         let mut criteria_shown = false;
-        for r in at_i.iter().take(ROLLOUTS_SHOWN) {
+        // A window of rollouts around the marked one (`,` / `.` move it, `H` labels it).
+        let cursor = app.rollout_cursor();
+        let start = cursor.saturating_sub(ROLLOUTS_SHOWN - 1);
+        let human_base = name
+            .strip_suffix(crate::behavior::scope::CONTINUATION_SUFFIX)
+            .unwrap_or(&name);
+        let humans = at_i
+            .iter()
+            .filter(|r| r.human_label(human_base).is_some())
+            .count();
+        if humans > 0 {
+            lines.push(Line::styled(
+                format!("{humans} rollout(s) here carry your label; rates count it"),
+                muted,
+            ));
+        }
+        for (k, r) in at_i.iter().enumerate().skip(start).take(ROLLOUTS_SHOWN) {
             let label = match r.label(&name) {
                 Some(LabelValue::Yes) => "yes",
                 Some(LabelValue::No) => "no ",
                 Some(LabelValue::Invalid) => "inv",
                 None => "n/a",
             };
+            let marker = if k == cursor { "▸" } else { " " };
+            let human = if r.human_label(human_base).is_some() {
+                " (yours)"
+            } else {
+                ""
+            };
             let first = r.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
             lines.push(Line::from(vec![
-                Span::styled(format!("seed {:<6} {label} ", r.seed), muted),
+                Span::styled(format!("{marker}seed {:<6} {label}{human} ", r.seed), muted),
                 Span::raw(truncate(first, text_w + 4)),
             ]));
             // A model judge's verdict is auditable: its summary line here, every vote's
