@@ -31,14 +31,7 @@ pub struct HumanVerdict {
 
 /// `NAME.human.jsonl` beside `NAME.rollouts.jsonl`.
 pub fn human_path_for(store_path: &Path) -> PathBuf {
-    let name = store_path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match name.strip_suffix(".rollouts.jsonl") {
-        Some(stem) => store_path.with_file_name(format!("{stem}.human.jsonl")),
-        None => store_path.with_file_name(format!("{name}.human.jsonl")),
-    }
+    super::beside_store(store_path, "human")
 }
 
 /// Append one verdict and sync it. Refuses a symlink or a non-file, as the store does.

@@ -30,6 +30,19 @@ pub fn store_path_for(trace_path: &Path) -> PathBuf {
     trace_path.with_file_name(format!("{stem}.rollouts.jsonl"))
 }
 
+/// A file kept beside a store: `NAME.rollouts.jsonl` → `NAME.{kind}.jsonl` (run records,
+/// similarity cache, human labels), or the store's name plus `.{kind}.jsonl` for an unusual name.
+pub fn beside_store(store_path: &Path, kind: &str) -> PathBuf {
+    let name = store_path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_suffix(".rollouts.jsonl") {
+        Some(stem) => store_path.with_file_name(format!("{stem}.{kind}.jsonl")),
+        None => store_path.with_file_name(format!("{name}.{kind}.jsonl")),
+    }
+}
+
 /// The store of one trace among several in a single file (JSONL, a JSON array):
 /// `NAME.<id>.rollouts.jsonl` beside the file, with the id reduced to `[A-Za-z0-9._-]`.
 pub fn store_path_for_member(trace_path: &Path, trace_id: &str) -> PathBuf {

@@ -195,14 +195,7 @@ pub fn utc_date(secs: u64) -> String {
 /// The manifest beside a store: `X.rollouts.jsonl` → `X.runs.jsonl`; any other store name
 /// gets `.runs.jsonl` appended.
 pub fn runs_path_for(store_path: &Path) -> PathBuf {
-    let name = store_path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match name.strip_suffix(".rollouts.jsonl") {
-        Some(stem) => store_path.with_file_name(format!("{stem}.runs.jsonl")),
-        None => store_path.with_file_name(format!("{name}.runs.jsonl")),
-    }
+    super::beside_store(store_path, "runs")
 }
 
 /// Append one record to the manifest and sync it. Append mode only: existing lines are never

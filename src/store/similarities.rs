@@ -35,14 +35,7 @@ pub struct CachedSimilarity {
 
 /// `NAME.similarities.jsonl` beside `NAME.rollouts.jsonl`.
 pub fn similarities_path_for(store_path: &Path) -> PathBuf {
-    let name = store_path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match name.strip_suffix(".rollouts.jsonl") {
-        Some(stem) => store_path.with_file_name(format!("{stem}.similarities.jsonl")),
-        None => store_path.with_file_name(format!("{name}.similarities.jsonl")),
-    }
+    super::beside_store(store_path, "similarities")
 }
 
 /// First 16 bytes of the SHA-256 of the text, as hex: collisions are out of reach for the
