@@ -234,6 +234,16 @@ pub fn behavior_notes(b: &BehaviorAnalysis, rollouts: &[Rollout]) -> Vec<String>
             if !used.is_empty() {
                 notes.push(format!("Labels by: {}", used.join(", ")));
             }
+            let human = rollouts
+                .iter()
+                .filter(|r| r.human_label(&b.behavior).is_some())
+                .count();
+            if human > 0 {
+                notes.push(format!(
+                    "{human} rollout(s) carry a person's label, which the rates count in place \
+                     of the classifier's."
+                ));
+            }
             let rule_judge = used
                 .iter()
                 .any(|c| c.starts_with(&format!("{}@", af_rules::CLASSIFIER)));
@@ -251,6 +261,45 @@ pub fn behavior_notes(b: &BehaviorAnalysis, rollouts: &[Rollout]) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_labels_are_named_in_the_notes() {
+        use crate::trace::{FinishReason, Label, LabelValue};
+        let label = |classifier: &str| Label {
+            value: LabelValue::Yes,
+            classifier: classifier.into(),
+            version: "1".into(),
+            evidence: None,
+        };
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("compliance".to_string(), label("compliance-tag"));
+        labels.insert("compliance (human)".to_string(), label("human"));
+        let r = Rollout {
+            position: 0,
+            seed: 0,
+            replacement: String::new(),
+            text: String::new(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+            labels,
+            similarity: None,
+            run: None,
+        };
+        let b = crate::analysis::analyze_trace(
+            &crate::trace::Trace::new("t", Vec::new(), ""),
+            std::slice::from_ref(&r),
+            &["compliance".to_string()],
+            &Default::default(),
+        );
+        let notes = behavior_notes(b.behavior("compliance").unwrap(), &[r]);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("1 rollout(s) carry a person's label")),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("compliance-tag@1"), "{notes:?}");
+    }
 
     #[test]
     fn undefined_is_na_never_zero() {
