@@ -170,9 +170,17 @@ fn new_run_id(record: &RunRecord, nanos: u128) -> String {
     format!("{compact}-{hex}")
 }
 
+/// Now, as [`utc_date`] writes it.
+pub fn now_utc() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc_date(secs)
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (civil-from-days, proleptic
 /// Gregorian), so the crate needs no date library for one timestamp.
-pub fn utc_date(secs: u64) -> String {
+fn utc_date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

@@ -987,15 +987,12 @@ impl App {
             Some(LabelValue::No) => Some(LabelValue::Invalid),
             Some(LabelValue::Invalid) => None,
         };
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let verdict = HumanVerdict {
             position: rollout.position,
             seed: rollout.seed,
             behavior: behavior.clone(),
             value: next,
-            time: crate::store::runs::utc_date(secs),
+            time: crate::store::runs::now_utc(),
         };
         let path = human_path_for(&entry.loaded.store_path);
         if let Err(e) = append_verdict(&path, &verdict) {

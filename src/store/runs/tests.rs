@@ -145,5 +145,6 @@ fn legacy_rollouts_form_their_own_run() {
 fn utc_dates() {
     assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
     assert_eq!(utc_date(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(utc_date(1_700_000_000), "2023-11-14T22:13:20Z");
     assert_eq!(utc_date(1_798_761_599), "2026-12-31T23:59:59Z");
 }
