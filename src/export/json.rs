@@ -67,18 +67,7 @@ fn judge_evidence(loaded: &LoadedTrace) -> Vec<JudgeEvidence<'_>> {
 
 /// Pretty JSON: `{"format":"anchorscope-export","version":1,"trace":…,"analysis":…,"rollout_count":n}`.
 pub fn render(loaded: &LoadedTrace, analysis: &TraceAnalysis) -> String {
-    let doc = Export {
-        format: EXPORT_FORMAT,
-        version: EXPORT_VERSION,
-        trace: &loaded.trace,
-        analysis,
-        rollout_count: loaded.rollouts.len(),
-        judge_evidence: judge_evidence(loaded),
-        pooled_runs: None,
-        runs: None,
-        rollouts: None,
-    };
-    to_text(&doc)
+    to_text(&document(loaded, analysis))
 }
 
 /// [`render`] plus the rollouts (labels, run id), the run records and the pool: what a
@@ -90,17 +79,27 @@ pub fn render_with_runs(
     runs: &[RunRecord],
 ) -> String {
     let doc = Export {
+        pooled_runs: Some(pool),
+        runs: Some(runs),
+        rollouts: Some(&loaded.rollouts),
+        ..document(loaded, analysis)
+    };
+    to_text(&doc)
+}
+
+/// The document without rollouts, runs or pool.
+fn document<'a>(loaded: &'a LoadedTrace, analysis: &'a TraceAnalysis) -> Export<'a> {
+    Export {
         format: EXPORT_FORMAT,
         version: EXPORT_VERSION,
         trace: &loaded.trace,
         analysis,
         rollout_count: loaded.rollouts.len(),
         judge_evidence: judge_evidence(loaded),
-        pooled_runs: Some(pool),
-        runs: Some(runs),
-        rollouts: Some(&loaded.rollouts),
-    };
-    to_text(&doc)
+        pooled_runs: None,
+        runs: None,
+        rollouts: None,
+    }
 }
 
 fn to_text(doc: &Export<'_>) -> String {
