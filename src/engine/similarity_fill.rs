@@ -111,7 +111,7 @@ mod tests {
     use super::*;
     use crate::engine::worker::test_double::LetterEmbedder;
     use crate::store::similarities::{apply_cache, read_cache};
-    use crate::trace::{FinishReason, Message, Sentence};
+    use crate::trace::{Message, Sentence};
 
     fn trace() -> Trace {
         let mut t = Trace::new(
@@ -135,17 +135,7 @@ mod tests {
     }
 
     fn rollout(position: usize, replacement: &str) -> Rollout {
-        Rollout {
-            position,
-            seed: 0,
-            replacement: replacement.into(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Unknown,
-            labels: BTreeMap::new(),
-            similarity: None,
-            run: None,
-        }
+        Rollout::bare(position, 0, replacement)
     }
 
     #[test]

@@ -264,27 +264,18 @@ mod tests {
 
     #[test]
     fn human_labels_are_named_in_the_notes() {
-        use crate::trace::{FinishReason, Label, LabelValue};
+        use crate::trace::{Label, LabelValue};
         let label = |classifier: &str| Label {
             value: LabelValue::Yes,
             classifier: classifier.into(),
             version: "1".into(),
             evidence: None,
         };
-        let mut labels = std::collections::BTreeMap::new();
-        labels.insert("compliance".to_string(), label("compliance-tag"));
-        labels.insert("compliance (human)".to_string(), label("human"));
-        let r = Rollout {
-            position: 0,
-            seed: 0,
-            replacement: String::new(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Stop,
-            labels,
-            similarity: None,
-            run: None,
-        };
+        let mut r = Rollout::bare(0, 0, "");
+        r.labels
+            .insert("compliance".to_string(), label("compliance-tag"));
+        r.labels
+            .insert("compliance (human)".to_string(), label("human"));
         let b = crate::analysis::analyze_trace(
             &crate::trace::Trace::new("t", Vec::new(), ""),
             std::slice::from_ref(&r),

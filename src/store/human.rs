@@ -112,11 +112,10 @@ pub fn apply_verdicts(rollouts: &mut [Rollout], verdicts: &[HumanVerdict]) -> us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::FinishReason;
 
     fn rollout(position: usize, seed: u64, value: LabelValue) -> Rollout {
-        let mut labels = BTreeMap::new();
-        labels.insert(
+        let mut r = Rollout::bare(position, seed, "");
+        r.labels.insert(
             "alignment_faking".to_string(),
             Label {
                 value,
@@ -125,17 +124,7 @@ mod tests {
                 evidence: None,
             },
         );
-        Rollout {
-            position,
-            seed,
-            replacement: String::new(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Stop,
-            labels,
-            similarity: None,
-            run: None,
-        }
+        r
     }
 
     fn verdict(position: usize, seed: u64, value: Option<LabelValue>, time: &str) -> HumanVerdict {

@@ -137,8 +137,7 @@ pub fn apply_cache(trace: &Trace, rollouts: &mut [Rollout], cache: &SimilarityCa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{FinishReason, Message, Sentence};
-    use std::collections::BTreeMap;
+    use crate::trace::{Message, Sentence};
 
     fn trace() -> Trace {
         let mut t = Trace::new(
@@ -162,17 +161,7 @@ mod tests {
     }
 
     fn rollout(position: usize, replacement: &str) -> Rollout {
-        Rollout {
-            position,
-            seed: 0,
-            replacement: replacement.into(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Unknown,
-            labels: BTreeMap::new(),
-            similarity: None,
-            run: None,
-        }
+        Rollout::bare(position, 0, replacement)
     }
 
     #[test]

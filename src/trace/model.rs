@@ -305,6 +305,22 @@ impl Rollout {
             .map(|l| l.value)
     }
 
+    /// An unlabelled rollout that stopped normally, for the crate's unit tests.
+    #[cfg(test)]
+    pub(crate) fn bare(position: usize, seed: u64, replacement: &str) -> Self {
+        Self {
+            position,
+            seed,
+            replacement: replacement.into(),
+            text: String::new(),
+            tokens: 0,
+            finish: FinishReason::Stop,
+            labels: BTreeMap::new(),
+            similarity: None,
+            run: None,
+        }
+    }
+
     /// A person's verdict on `behavior`, when one was given.
     pub fn human_label(&self, behavior: &str) -> Option<&Label> {
         self.labels.get(&format!("{behavior}{HUMAN_SUFFIX}"))

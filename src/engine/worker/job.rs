@@ -730,17 +730,7 @@ mod stored_seeds_tests {
 
     #[test]
     fn counts_and_seeds_include_damaged_lines() {
-        let rollout = |position, seed| Rollout {
-            position,
-            seed,
-            replacement: String::new(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Stop,
-            labels: BTreeMap::new(),
-            similarity: None,
-            run: None,
-        };
+        let rollout = |position, seed| Rollout::bare(position, seed, "");
         let read = StoreRead {
             rollouts: vec![rollout(0, 10), rollout(0, 11), rollout(2, 12)],
             unreadable_seeds: vec![(0, 99)],

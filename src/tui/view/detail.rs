@@ -578,17 +578,7 @@ mod judge_tests {
 
     #[test]
     fn a_rule_judge_yes_lists_its_criteria_sentences() {
-        let mut r = Rollout {
-            position: 0,
-            seed: 1,
-            replacement: String::new(),
-            text: String::new(),
-            tokens: 0,
-            finish: FinishReason::Stop,
-            labels: BTreeMap::new(),
-            similarity: None,
-            run: None,
-        };
+        let mut r = Rollout::bare(0, 1, "");
         let label = |value| {
             Label {
             value,
