@@ -8,7 +8,6 @@
 //! promote_strong = "#ff8800"
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,31 +15,34 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::AnalysisOptions;
 use crate::behavior::BehaviorsConfig;
 use crate::engine::remote::{EngineSettings, JudgeSettings};
+use crate::store::runs::SamplingConfig;
 use crate::trace::split::SplitOptions;
+use crate::tui::keymap::{KeyMap, KeyOverrides};
+use crate::tui::theme::ThemeOverrides;
+use crate::tui::ExplorerSettings;
 
-/// The default key map (action name → space-separated key specs).
-pub const DEFAULT_KEYBIND_TOML: &str = include_str!("../assets/default-keybind.toml");
-/// The default theme (role → color).
-pub const DEFAULT_THEME_TOML: &str = include_str!("../assets/theme.toml");
-
+/// The whole file. Every table and key is known: a typo is an error naming its line, never a
+/// setting silently ignored.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub split: SplitOptions,
     pub analysis: AnalysisOptions,
-    #[serde(flatten)]
+    /// `[[behavior]]` tables: the user's own behaviors.
+    #[serde(rename = "behavior")]
     pub behaviors: BehaviorsConfig,
-    /// Key map overrides: action name → key specs separated by spaces (e.g. `"j down"`).
-    /// Each action named here replaces that action's default keys; others keep theirs.
-    pub keys: BTreeMap<String, String>,
-    /// Theme overrides: role name → color (`"#rrggbb"`, `"208"`, `"red"`, `"reset"`).
-    pub theme: BTreeMap<String, String>,
+    /// Key map overrides: action → keys separated by spaces (e.g. `"j down"`). Each action
+    /// named here replaces that action's default keys; others keep theirs. Action names and
+    /// keys check themselves while the file is read.
+    pub keys: KeyOverrides,
+    /// Theme overrides: role → color (`"#rrggbb"`, `"208"`, `"red"`, `"reset"`).
+    pub theme: ThemeOverrides,
     /// `[engine]`: the local model or an OpenAI-compatible server (see engine::remote::settings).
     pub engine: EngineSettings,
     /// `[judge]`: the model judge for alignment faking.
     pub judge: JudgeSettings,
     /// `[sampling]`: which runs' rollouts rates pool (see store::runs).
-    pub sampling: crate::store::runs::SamplingConfig,
+    pub sampling: SamplingConfig,
 }
 
 impl Config {
@@ -51,8 +53,8 @@ impl Config {
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Parse config text; the error says the line and column (1-based). Key names, key specs
-    /// and theme colors are checked here too, so a typo is reported with its line.
+    /// Parse config text; the error says the line and column (1-based). Unknown tables and
+    /// keys, key names, key specs and theme colors are all reported with their line.
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Config = toml::from_str(text).map_err(|e: toml::de::Error| {
             let place = e.span().map(|span| {
@@ -61,20 +63,8 @@ impl Config {
             });
             format!("{}{}", place.unwrap_or_default(), e.message())
         })?;
-        for (name, spec) in &config.keys {
-            let mut one = BTreeMap::new();
-            one.insert(name.clone(), spec.clone());
-            if let Err(e) = crate::tui::keymap::KeyMap::new(&one) {
-                return Err(format!("{}{e}", place_of_key(text, name)));
-            }
-        }
-        for (name, color) in &config.theme {
-            let mut one = BTreeMap::new();
-            one.insert(name.clone(), color.clone());
-            if let Err(e) = crate::tui::theme::Theme::new(&one, false) {
-                return Err(format!("{}{e}", place_of_key(text, name)));
-            }
-        }
+        // Whole-map rules that no single key can check: a map must keep a way to quit.
+        KeyMap::new(&config.keys).map_err(|e| format!("{}{e}", place_of_table(text, "keys")))?;
         config
             .engine
             .validate_ranges()
@@ -85,14 +75,20 @@ impl Config {
                 } else {
                     "engine"
                 };
-                let header = format!("[{section}]");
-                let place = text
-                    .lines()
-                    .position(|l| l.trim() == header)
-                    .map_or_else(String::new, |i| format!("line {}: ", i + 1));
-                format!("{place}{e}")
+                format!("{}{e}", place_of_table(text, section))
             })?;
         Ok(config)
+    }
+
+    /// What the explorer needs from the file.
+    pub fn explorer(&self) -> ExplorerSettings {
+        ExplorerSettings {
+            keys: self.keys.clone(),
+            theme: self.theme.clone(),
+            behaviors: self.behaviors.clone(),
+            analysis: self.analysis.clone(),
+            sampling: self.sampling.clone(),
+        }
     }
 
     /// Default config locations in the order they are tried (XDG base-directory rules: a
@@ -141,16 +137,11 @@ impl Config {
     }
 }
 
-/// "line N: " of the first line that assigns `key` (`key = …`), or "" when not found.
-fn place_of_key(text: &str, key: &str) -> String {
+/// "line N: " of a table's header (`[name]`), or "" when the file has none.
+fn place_of_table(text: &str, name: &str) -> String {
+    let header = format!("[{name}]");
     text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            let rest = l
-                .strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
-            rest.is_some_and(|r| r.trim_start().starts_with('='))
-        })
+        .position(|l| l.trim() == header)
         .map_or_else(String::new, |i| format!("line {}: ", i + 1))
 }
 
@@ -197,8 +188,9 @@ mod tests {
             "[keys]\nmove_down = \"j ctrl-n\"\n[theme]\npromote_strong = \"#ff0000\"\n",
         )
         .unwrap();
-        assert_eq!(c.keys["move_down"], "j ctrl-n");
-        assert_eq!(c.theme["promote_strong"], "#ff0000");
+        let (action, keys) = c.keys.iter().next().unwrap();
+        assert_eq!((action.as_str(), keys.as_str()), ("move_down", "j ctrl-n"));
+        assert_eq!(c.theme.len(), 1);
     }
 
     #[test]
@@ -210,15 +202,45 @@ mod tests {
     #[test]
     fn unknown_action_or_color_names_its_line() {
         let err = Config::parse("[keys]\nquit = \"q\"\nfly = \"f\"\n").unwrap_err();
-        assert!(err.starts_with("line 3: ") && err.contains("fly"), "{err}");
+        assert!(
+            err.starts_with("line 3, column 1: ") && err.contains("fly"),
+            "{err}"
+        );
         let err = Config::parse("[theme]\n\npromote_strong = \"#12\"\n").unwrap_err();
         assert!(
-            err.starts_with("line 3: ") && err.contains("promote_strong"),
+            err.starts_with("line 3, column ") && err.contains("#12"),
             "{err}"
         );
         let err = Config::parse("[keys]\nquit = \"hyper-q\"\n").unwrap_err();
         assert!(
-            err.starts_with("line 2: ") && err.contains("hyper-q"),
+            err.starts_with("line 2, column ") && err.contains("hyper-q"),
+            "{err}"
+        );
+        let err = Config::parse("[keys]\nquit = \"x\"\nyank = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("line 1: ") && err.contains("quit"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tables_and_keys_are_errors_with_their_line() {
+        let err =
+            Config::parse("[analysis]\nfdr_level = 0.1\nsimilarity_treshold = 0.8\n").unwrap_err();
+        assert!(
+            err.starts_with("line 3, column 1: ") && err.contains("similarity_treshold"),
+            "{err}"
+        );
+        let err = Config::parse("[sampling]\npool = \"all\"\n\n[sampler]\nn = 3\n").unwrap_err();
+        assert!(
+            err.starts_with("line 4, column ") && err.contains("sampler"),
+            "{err}"
+        );
+        let err = Config::parse("[split]\nmin_char = 3\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2, column 1: ") && err.contains("min_char"),
+            "{err}"
+        );
+        let err = Config::parse("[[behavior]]\nname = \"x\"\nreasonig = \"a\"\n").unwrap_err();
+        assert!(
+            err.starts_with("line 3, column 1: ") && err.contains("reasonig"),
             "{err}"
         );
     }
@@ -247,7 +269,7 @@ mod tests {
         assert!(c.judge.enabled && c.judge.votes == 5);
         let err = Config::parse("[engine]\nconcurrency = 0\n").unwrap_err();
         assert!(err.contains("concurrency"), "{err}");
-        let err = Config::parse("x = 1\n[judge]\nthreshold = 2.0\n").unwrap_err();
+        let err = Config::parse("[split]\n[judge]\nthreshold = 2.0\n").unwrap_err();
         assert!(
             err.starts_with("line 2: ") && err.contains("threshold"),
             "{err}"
@@ -256,9 +278,9 @@ mod tests {
 
     #[test]
     fn defaults_parse() {
-        let keys: BTreeMap<String, String> = toml::from_str(DEFAULT_KEYBIND_TOML).unwrap();
-        assert!(keys.contains_key("quit"));
-        let theme: BTreeMap<String, String> = toml::from_str(DEFAULT_THEME_TOML).unwrap();
-        assert!(theme.contains_key("promote_strong"));
+        let keys: KeyOverrides = toml::from_str(crate::tui::keymap::DEFAULT_KEYBIND_TOML).unwrap();
+        assert!(keys.keys().any(|a| a.as_str() == "quit"));
+        let theme: ThemeOverrides = toml::from_str(crate::tui::theme::DEFAULT_THEME_TOML).unwrap();
+        assert!(!theme.is_empty());
     }
 }

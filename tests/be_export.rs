@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anchorscope::analysis::{analyze_trace, AnalysisOptions, TraceAnalysis};
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::export::{csv, export_to_file, render, ExportFormat};
-use anchorscope::trace::import::LoadedTrace;
+use anchorscope::loaded::LoadedTrace;
 use anchorscope::trace::{FinishReason, Message, Rollout, Sentence, Trace};
 
 const RESPONSE: &str =

@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use anchorscope::loaded::{load_path, LoadOutcome, LoadedTrace};
 use anchorscope::store::{self, RolloutWriter};
-use anchorscope::trace::import::{load_path, LoadOutcome, LoadedTrace};
 use anchorscope::trace::split::{split_response, SplitOptions};
 use anchorscope::trace::{
     FinishReason, Label, LabelValue, ReasoningStyle, Rollout, SourceKind, Trace,

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use anchorscope::trace::import::load_path;
+use anchorscope::loaded::load_path;
 use anchorscope::trace::split::SplitOptions;
 use proptest::prelude::*;
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anchorscope::analysis::{analyze_trace, AnalysisOptions, MetricSource};
-use anchorscope::trace::import::{load_path, LoadedTrace};
+use anchorscope::loaded::{load_path, LoadedTrace};
 use anchorscope::trace::split::SplitOptions;
 use serde_json::{json, Value};
 

@@ -313,7 +313,7 @@ fn imported_metrics_show_their_note_and_no_invented_counts() {
         notes: vec![],
         sentences: vec![m(0.5, 0.2), m(0.7, -0.4), m(0.3, 0.0), m(0.3, 0.1)],
     });
-    let outcome = anchorscope::trace::import::LoadOutcome {
+    let outcome = anchorscope::loaded::LoadOutcome {
         traces: vec![loaded(t, Vec::new())],
         errors: Vec::new(),
     };
@@ -337,7 +337,7 @@ fn imported_metrics_show_their_note_and_no_invented_counts() {
 
 #[test]
 fn only_errors_still_shows_the_list() {
-    let outcome = anchorscope::trace::import::LoadOutcome {
+    let outcome = anchorscope::loaded::LoadOutcome {
         traces: Vec::new(),
         errors: vec![anchorscope::trace::import::ImportError {
             path: "x.jsonl".into(),

@@ -38,7 +38,7 @@ fn load(path: &Path) -> Option<LmGenerator> {
 fn sample_trace() -> Trace {
     let p =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-traces/example-free-tier-complies.json");
-    let mut outcome = anchorscope::trace::import::load_path(&p, &SplitOptions::default()).unwrap();
+    let mut outcome = anchorscope::loaded::load_path(&p, &SplitOptions::default()).unwrap();
     let trace = outcome.traces.remove(0).trace;
     assert!(
         trace.sentences.len() > 10,

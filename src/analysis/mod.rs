@@ -16,7 +16,7 @@ use crate::trace::{ImportedMetrics, LabelValue, Rollout, Trace};
 
 /// Settings of the analysis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AnalysisOptions {
     /// T_i counts as "different" from S_i when cosine similarity is below this.
     pub similarity_threshold: f32,

@@ -31,22 +31,31 @@ pub const ALIGNMENT_FAKING: &str = "alignment_faking";
 /// The documented example of user behaviors (also a test fixture).
 pub const EXAMPLE_BEHAVIORS: &str = include_str!("../../assets/behaviors.example.toml");
 
-/// User behaviors as written in the config file (`[[behavior]]` tables).
+/// User behaviors as written in the config file (the list of `[[behavior]]` tables).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct BehaviorsConfig {
-    #[serde(default, rename = "behavior")]
     pub behaviors: Vec<UserBehaviorSpec>,
 }
 
 impl BehaviorsConfig {
     /// Parse a TOML text holding `[[behavior]]` tables; errors give line and column.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("behaviors: {e}"))
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            behavior: BehaviorsConfig,
+        }
+        toml::from_str::<File>(text)
+            .map(|f| f.behavior)
+            .map_err(|e| anyhow::anyhow!("behaviors: {e}"))
     }
 }
 
 /// One user behavior: regular expressions over the reasoning and/or the output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserBehaviorSpec {
     pub name: String,
     #[serde(default)]

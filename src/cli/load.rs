@@ -9,8 +9,8 @@ use anchorscope::behavior::scope::{label_continuations, JudgeScope};
 use anchorscope::behavior::user::label_stored;
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::config::Config;
-use anchorscope::store::runs::{pool, runs_of, Pool, PoolMode, RunRecord};
-use anchorscope::trace::import::{load_path, LoadOutcome, LoadedTrace};
+use anchorscope::loaded::{load_path, runs_of, LoadOutcome, LoadedTrace};
+use anchorscope::store::runs::{pool, Pool, PoolMode, RunRecord};
 use anchorscope::trace::split::SplitOptions;
 
 use super::output::warn;

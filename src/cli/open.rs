@@ -35,7 +35,7 @@ pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::
         force_list: path.is_dir() && !is_one_trace_folder,
         engine: engine.worker_config(&config)?,
     };
-    anchorscope::tui::run_with_options(outcome, config, options)
+    anchorscope::tui::run_with_options(outcome, config.explorer(), options)
 }
 
 fn default_path() -> anyhow::Result<PathBuf> {

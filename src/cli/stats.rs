@@ -13,8 +13,8 @@ use anchorscope::analysis::{
 };
 use anchorscope::config::Config;
 use anchorscope::export::format::{fmt_fixed, fmt_signed};
+use anchorscope::loaded::LoadedTrace;
 use anchorscope::store::runs::{Pool, RunRecord};
-use anchorscope::trace::import::LoadedTrace;
 
 use super::load;
 use super::output::{one_line, print};

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::analysis::{BehaviorAnalysis, Direction, Shade, ShadeRule, TraceAnalysis};
-use crate::trace::import::LoadedTrace;
+use crate::loaded::LoadedTrace;
 
 use super::format::{
     behavior_notes, direction_sign, escape_html as esc, fmt_diff, fmt_point, importance_name,

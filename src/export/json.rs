@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::analysis::TraceAnalysis;
+use crate::loaded::LoadedTrace;
 use crate::store::runs::{Pool, RunRecord};
-use crate::trace::import::LoadedTrace;
 use crate::trace::{LabelValue, Rollout, Trace};
 
 pub const EXPORT_FORMAT: &str = "anchorscope-export";

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::analysis::{BehaviorAnalysis, TraceAnalysis};
-use crate::trace::import::LoadedTrace;
+use crate::loaded::LoadedTrace;
 
 use super::format::{
     behavior_notes, direction_sign, fmt_diff, fmt_point, importance_name, manifest_lines, one_line,

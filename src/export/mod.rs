@@ -18,7 +18,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use crate::analysis::{ImportanceKind, TraceAnalysis};
-use crate::trace::import::LoadedTrace;
+use crate::loaded::LoadedTrace;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -145,7 +145,7 @@ pub(crate) mod fixture {
     use std::path::PathBuf;
 
     use crate::analysis::{analyze_trace, AnalysisOptions, TraceAnalysis};
-    use crate::trace::import::LoadedTrace;
+    use crate::loaded::LoadedTrace;
     use crate::trace::{FinishReason, Label, LabelValue, Message, Rollout, Sentence, Trace};
 
     /// Sentences are located by searching their text in the response, so the byte ranges are

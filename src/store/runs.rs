@@ -16,17 +16,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::trace::import::{ImportError, LoadedTrace};
+use crate::trace::import::ImportError;
 use crate::trace::Rollout;
 
 /// The pseudo run id of rollouts stored before runs were recorded (no `run` field). They form
 /// one run of their own with unknown settings, so they never pool silently with a known run.
 pub const LEGACY_RUN: &str = "legacy";
 
-/// The pseudo run id of rollouts read from another tool's files (a Thought Anchors folder's
-/// `chunk_{i}/solutions.json`). Their record is built from the trace at load time, never
-/// written: the source files are the provenance.
-pub const IMPORTED_RUN: &str = "imported";
+pub use crate::trace::IMPORTED_RUN;
 
 /// What the behaviors of the reasoning are judged on (METHOD.md "Judge scope").
 pub const DEFAULT_JUDGE_SCOPE: &str = "prefix+continuation";
@@ -254,7 +251,7 @@ pub enum PoolMode {
 
 /// `[sampling]` in the config file: `pool = "matching"` (default) or `"all"`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SamplingConfig {
     pub pool: PoolMode,
 }
@@ -271,38 +268,6 @@ pub struct Pool {
     pub included: Vec<(String, usize)>,
     /// Left-out run ids with their rollout counts and the reason.
     pub excluded: Vec<(String, usize, String)>,
-}
-
-/// The record of the imported rollouts of a trace: what the source says (the model that wrote
-/// the trace, its sampler settings when known), and where they came from.
-pub fn imported_record(loaded: &LoadedTrace) -> RunRecord {
-    let manifest = &loaded.trace.manifest;
-    let sampler = manifest.sampler.as_ref();
-    RunRecord {
-        id: IMPORTED_RUN.into(),
-        date: manifest.created.clone().unwrap_or_default(),
-        engine: "imported".into(),
-        model: manifest.model.clone().unwrap_or_else(|| "unknown".into()),
-        model_sha256: None,
-        temperature: sampler.map(|s| s.temperature as f32),
-        top_p: sampler.map(|s| s.top_p as f32),
-        max_tokens: None,
-        seed_rule: "none: rollouts read from the source's files".into(),
-        classifiers: BTreeMap::new(),
-        judge_scope: None,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        source: Some(loaded.path.display().to_string()),
-    }
-}
-
-/// Every run of a loaded trace: the store's manifest, plus the imported run's record when
-/// some rollouts were read from the source's files.
-pub fn runs_of(loaded: &LoadedTrace) -> Result<Vec<RunRecord>, ImportError> {
-    let mut runs = read_runs(&runs_path_for(&loaded.store_path))?;
-    if loaded.rollouts.iter().any(|r| run_of(r) == IMPORTED_RUN) {
-        runs.push(imported_record(loaded));
-    }
-    Ok(runs)
 }
 
 /// The run id of a rollout, [`LEGACY_RUN`] when it has none.

@@ -272,6 +272,11 @@ pub enum FinishReason {
     Unknown,
 }
 
+/// The pseudo run id of rollouts read from another tool's files (a Thought Anchors folder's
+/// `chunk_{i}/solutions.json`). Their record is built from the trace at load time, never
+/// written: the source files are the provenance.
+pub const IMPORTED_RUN: &str = "imported";
+
 /// One sampled continuation of prefix P_position. One line of the rollout store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {

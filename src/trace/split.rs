@@ -30,7 +30,7 @@ use super::model::Sentence;
 
 /// Splitter settings (METHOD.md: blank-line rule and merge length are configurable).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SplitOptions {
     /// A blank line ends a sentence.
     pub blank_line_breaks: bool,

@@ -16,11 +16,10 @@ use crate::analysis::{analyze_trace, AnalysisOptions, ImportanceKind, TraceAnaly
 use crate::behavior::scope::{label_continuations, JudgeScope};
 use crate::behavior::user::label_stored;
 use crate::behavior::{BehaviorSet, ALIGNMENT_FAKING, COMPLIANCE};
-use crate::config::Config;
 use crate::engine::{EngineCommand, EngineEvent};
 use crate::export::{export_to_file, ExportFormat};
-use crate::store::runs::{pool, runs_of, Pool, PoolMode, RunRecord};
-use crate::trace::import::{LoadOutcome, LoadedTrace};
+use crate::loaded::{runs_of, LoadOutcome, LoadedTrace};
+use crate::store::runs::{pool, Pool, PoolMode, RunRecord};
 use crate::trace::LabelValue;
 
 /// The message shown when resampling is asked for without an engine.
@@ -158,7 +157,7 @@ pub struct App {
 impl App {
     /// Build the state from what was loaded; errors in the config's key map or theme, or an
     /// invalid user behavior, are reported here (before the terminal is touched).
-    pub fn new(outcome: LoadOutcome, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(outcome: LoadOutcome, config: &super::ExplorerSettings) -> anyhow::Result<Self> {
         let keymap = KeyMap::new(&config.keys).map_err(anyhow::Error::msg)?;
         let theme =
             Theme::new(&config.theme, Theme::no_color_from_env()).map_err(anyhow::Error::msg)?;

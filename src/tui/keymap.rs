@@ -5,8 +5,88 @@ use std::collections::BTreeMap;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use serde::{Deserialize, Serialize};
+
 use super::action::Action;
-use crate::config::DEFAULT_KEYBIND_TOML;
+
+/// The default key map (action name → space-separated key specs).
+pub const DEFAULT_KEYBIND_TOML: &str = include_str!("../../assets/default-keybind.toml");
+
+/// An action named in a `[keys]` table. It checks itself while the config is read, so a typo is
+/// reported with its line by the TOML reader.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ActionName(String);
+
+impl TryFrom<String> for ActionName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        match Action::from_name(&name) {
+            Some(_) => Ok(Self(name)),
+            None => Err(format!("unknown action {name:?} in [keys]")),
+        }
+    }
+}
+
+impl From<ActionName> for String {
+    fn from(name: ActionName) -> String {
+        name.0
+    }
+}
+
+impl ActionName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The keys of one action as written in a config file (`"j down ctrl-n"`), checked while the
+/// config is read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyList {
+    written: String,
+    keys: Vec<KeySpec>,
+}
+
+impl TryFrom<String> for KeyList {
+    type Error = String;
+    fn try_from(written: String) -> Result<Self, String> {
+        let keys = written
+            .split_whitespace()
+            .map(KeySpec::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { written, keys })
+    }
+}
+
+impl From<KeyList> for String {
+    fn from(list: KeyList) -> String {
+        list.written
+    }
+}
+
+impl KeyList {
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+}
+
+/// A user's `[keys]` table: action → its keys, each replacing that action's defaults.
+pub type KeyOverrides = BTreeMap<ActionName, KeyList>;
+
+/// Build overrides from plain strings (tests, and callers that hold text).
+pub fn key_overrides(pairs: &[(&str, &str)]) -> Result<KeyOverrides, String> {
+    pairs
+        .iter()
+        .map(|(a, k)| {
+            Ok((
+                ActionName::try_from(a.to_string())?,
+                KeyList::try_from(k.to_string()).map_err(|e| format!("[keys] {a}: {e}"))?,
+            ))
+        })
+        .collect()
+}
 
 /// A key with the modifiers that matter (ctrl, alt; shift is folded into the character).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,31 +221,28 @@ pub struct KeyMap {
 }
 
 impl KeyMap {
-    /// The default map with `overrides` (action name → key specs) merged over it.
-    /// Unknown action names and unparsable keys are errors naming them.
-    pub fn new(overrides: &BTreeMap<String, String>) -> Result<Self, String> {
-        let defaults: BTreeMap<String, String> =
+    /// The default map with `overrides` (action → keys) merged over it. A map where no key
+    /// quits is refused: the explorer could not be left.
+    pub fn new(overrides: &KeyOverrides) -> Result<Self, String> {
+        let mut merged: BTreeMap<ActionName, KeyList> =
             toml::from_str(DEFAULT_KEYBIND_TOML).map_err(|e| format!("default key map: {e}"))?;
-        let mut merged = defaults;
         for (k, v) in overrides {
             merged.insert(k.clone(), v.clone());
         }
         let mut by_action: Vec<(Action, Vec<KeySpec>)> = Vec::new();
-        for (name, specs) in &merged {
-            let action = Action::from_name(name)
-                .ok_or_else(|| format!("[keys]: unknown action {name:?}"))?;
-            let keys = specs
-                .split_whitespace()
-                .map(KeySpec::parse)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("[keys] {name}: {e}"))?;
-            by_action.push((action, keys));
+        for (name, list) in &merged {
+            let action = Action::from_name(name.as_str())
+                .ok_or_else(|| format!("[keys]: unknown action {:?}", name.as_str()))?;
+            by_action.push((action, list.keys.clone()));
         }
+        let user_actions: Vec<&str> = overrides.keys().map(ActionName::as_str).collect();
         // A key the user bound explicitly wins over a default binding of the same key.
         let mut by_key = BTreeMap::new();
         for user_pass in [false, true] {
             for (action, keys) in &by_action {
-                let is_user = action.name().is_some_and(|n| overrides.contains_key(&n));
+                let is_user = action
+                    .name()
+                    .is_some_and(|n| user_actions.contains(&n.as_str()));
                 if is_user == user_pass {
                     for k in keys {
                         by_key.insert(*k, action.clone());
@@ -178,6 +255,9 @@ impl KeyMap {
             keys.retain(|k| by_key.get(k) == Some(action));
         }
         by_action.sort_by_key(|(a, _)| Action::BINDABLE.iter().position(|b| b == a));
+        if !by_key.values().any(|a| *a == Action::Quit) {
+            return Err("[keys]: no key is left to quit (bind quit to at least one key)".into());
+        }
         Ok(Self { by_key, by_action })
     }
 
@@ -221,7 +301,7 @@ impl KeyMap {
 impl Default for KeyMap {
     fn default() -> Self {
         // The embedded default is tested to parse; fall back to an empty map rather than panic.
-        Self::new(&BTreeMap::new()).unwrap_or(Self {
+        Self::new(&KeyOverrides::new()).unwrap_or(Self {
             by_key: BTreeMap::new(),
             by_action: Vec::new(),
         })
@@ -238,7 +318,7 @@ mod tests {
 
     #[test]
     fn default_map_binds_every_bindable_action() {
-        let map = KeyMap::new(&BTreeMap::new()).unwrap();
+        let map = KeyMap::new(&KeyOverrides::new()).unwrap();
         for a in Action::BINDABLE {
             assert!(!map.keys_for(&a).is_empty(), "{a:?} unbound");
         }
@@ -255,9 +335,7 @@ mod tests {
 
     #[test]
     fn user_override_replaces_action_and_steals_key() {
-        let mut o = BTreeMap::new();
-        o.insert("move_down".to_string(), "ctrl-n".to_string());
-        o.insert("yank".to_string(), "j".to_string());
+        let o = key_overrides(&[("move_down", "ctrl-n"), ("yank", "j")]).unwrap();
         let map = KeyMap::new(&o).unwrap();
         assert_eq!(
             map.action_for(&key(KeyCode::Char('j'), KeyModifiers::NONE)),
@@ -272,11 +350,20 @@ mod tests {
 
     #[test]
     fn bad_override_is_a_clear_error() {
-        let mut o = BTreeMap::new();
-        o.insert("fly".to_string(), "f".to_string());
-        assert!(KeyMap::new(&o).unwrap_err().contains("fly"));
-        let mut o = BTreeMap::new();
-        o.insert("quit".to_string(), "hyper-q".to_string());
-        assert!(KeyMap::new(&o).unwrap_err().contains("hyper-q"));
+        assert!(key_overrides(&[("fly", "f")]).unwrap_err().contains("fly"));
+        assert!(key_overrides(&[("quit", "hyper-q")])
+            .unwrap_err()
+            .contains("hyper-q"));
+    }
+
+    #[test]
+    fn a_map_that_cannot_quit_is_refused() {
+        // ctrl-c is quit's second default key; binding both away leaves no way out.
+        let o = key_overrides(&[("quit", "")]).unwrap();
+        assert!(KeyMap::new(&o).unwrap_err().contains("quit"));
+        let o = key_overrides(&[("quit", "x"), ("yank", "x")]).unwrap();
+        assert!(KeyMap::new(&o).unwrap_err().contains("quit"));
+        let o = key_overrides(&[("quit", "x")]).unwrap();
+        assert!(KeyMap::new(&o).is_ok());
     }
 }

@@ -24,13 +24,26 @@ use ratatui::Terminal;
 pub use app::App;
 pub use event::AppEvent;
 
-use crate::config::Config;
+use crate::analysis::AnalysisOptions;
+use crate::behavior::BehaviorsConfig;
 use crate::engine::worker::{self, WorkerConfig};
-use crate::trace::import::LoadOutcome;
+use crate::loaded::LoadOutcome;
+use crate::store::runs::SamplingConfig;
+
+/// What the explorer takes from the user's config file. The binary reads the file and builds
+/// this; the explorer never reads configuration itself.
+#[derive(Clone, Debug, Default)]
+pub struct ExplorerSettings {
+    pub keys: keymap::KeyOverrides,
+    pub theme: theme::ThemeOverrides,
+    pub behaviors: BehaviorsConfig,
+    pub analysis: AnalysisOptions,
+    pub sampling: SamplingConfig,
+}
 
 /// Run the explorer on the loaded traces until the user quits. The terminal is restored on
 /// every exit path (errors and panics included).
-pub fn run(outcome: LoadOutcome, config: Config) -> anyhow::Result<()> {
+pub fn run(outcome: LoadOutcome, config: ExplorerSettings) -> anyhow::Result<()> {
     run_with_options(outcome, config, RunOptions::default())
 }
 
@@ -46,7 +59,7 @@ pub struct RunOptions {
 /// [`run`] with options (e.g. the CLI opened a directory holding a single trace).
 pub fn run_with_options(
     outcome: LoadOutcome,
-    config: Config,
+    config: ExplorerSettings,
     options: RunOptions,
 ) -> anyhow::Result<()> {
     if outcome.traces.is_empty() && outcome.errors.is_empty() {

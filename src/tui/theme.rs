@@ -6,8 +6,63 @@ use std::collections::BTreeMap;
 
 use ratatui::style::{Color, Modifier, Style};
 
+use serde::{Deserialize, Serialize};
+
 use crate::analysis::Direction;
-use crate::config::DEFAULT_THEME_TOML;
+
+/// The default theme (role → color).
+pub const DEFAULT_THEME_TOML: &str = include_str!("../../assets/theme.toml");
+
+/// A role named in a `[theme]` table (a key of the default theme). It checks itself while the
+/// config is read, so a typo is reported with its line.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ThemeRole(String);
+
+impl TryFrom<String> for ThemeRole {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let roles: BTreeMap<String, String> =
+            toml::from_str(DEFAULT_THEME_TOML).map_err(|e| format!("default theme: {e}"))?;
+        if roles.contains_key(&name) {
+            Ok(Self(name))
+        } else {
+            Err(format!("unknown theme role {name:?}"))
+        }
+    }
+}
+
+impl From<ThemeRole> for String {
+    fn from(role: ThemeRole) -> String {
+        role.0
+    }
+}
+
+/// A color as written in a config file (`"#rrggbb"`, `"208"`, a name, `"reset"`), checked
+/// while the config is read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ThemeColor {
+    written: String,
+    color: Color,
+}
+
+impl TryFrom<String> for ThemeColor {
+    type Error = String;
+    fn try_from(written: String) -> Result<Self, String> {
+        let color = parse_color(&written)?;
+        Ok(Self { written, color })
+    }
+}
+
+impl From<ThemeColor> for String {
+    fn from(color: ThemeColor) -> String {
+        color.written
+    }
+}
+
+/// A user's `[theme]` table: role → color, merged over the default theme.
+pub type ThemeOverrides = BTreeMap<ThemeRole, ThemeColor>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Theme {
@@ -50,14 +105,11 @@ pub fn parse_color(s: &str) -> Result<Color, String> {
 
 impl Theme {
     /// The default theme with `overrides` merged over it; `no_color` strips every color.
-    pub fn new(overrides: &BTreeMap<String, String>, no_color: bool) -> Result<Self, String> {
+    pub fn new(overrides: &ThemeOverrides, no_color: bool) -> Result<Self, String> {
         let mut roles: BTreeMap<String, String> =
             toml::from_str(DEFAULT_THEME_TOML).map_err(|e| format!("default theme: {e}"))?;
         for (k, v) in overrides {
-            if !roles.contains_key(k) {
-                return Err(format!("[theme]: unknown role {k:?}"));
-            }
-            roles.insert(k.clone(), v.clone());
+            roles.insert(k.0.clone(), v.written.clone());
         }
         let get = |name: &str| -> Result<Color, String> {
             let v = roles
@@ -163,7 +215,7 @@ impl Theme {
 
 impl Default for Theme {
     fn default() -> Self {
-        Self::new(&BTreeMap::new(), false).unwrap_or(Self {
+        Self::new(&ThemeOverrides::new(), false).unwrap_or(Self {
             no_color: true,
             promote_faint: Color::Reset,
             promote_strong: Color::Reset,
@@ -236,18 +288,21 @@ mod tests {
 
     #[test]
     fn no_color_strips_everything_and_overrides_apply() {
-        let t = Theme::new(&BTreeMap::new(), true).unwrap();
+        let t = Theme::new(&ThemeOverrides::new(), true).unwrap();
         assert_eq!(
             t.direction_style(Some(Direction::Promotes), 3, true),
             Style::default()
         );
-        let mut o = BTreeMap::new();
-        o.insert("promote_strong".to_string(), "#010203".to_string());
+        let mut o = ThemeOverrides::new();
+        o.insert(
+            ThemeRole::try_from("promote_strong".to_string()).unwrap(),
+            ThemeColor::try_from("#010203".to_string()).unwrap(),
+        );
         assert_eq!(
             Theme::new(&o, false).unwrap().promote_strong,
             Color::Rgb(1, 2, 3)
         );
-        o.insert("sparkle".to_string(), "red".to_string());
-        assert!(Theme::new(&o, false).is_err());
+        assert!(ThemeRole::try_from("sparkle".to_string()).is_err());
+        assert!(ThemeColor::try_from("#12".to_string()).is_err());
     }
 }

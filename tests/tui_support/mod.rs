@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anchorscope::config::Config;
-use anchorscope::trace::import::{ImportError, LoadOutcome, LoadedTrace};
+use anchorscope::loaded::{LoadOutcome, LoadedTrace};
+use anchorscope::trace::import::ImportError;
 use anchorscope::trace::{FinishReason, Label, LabelValue, Message, Rollout, Sentence, Trace};
 use anchorscope::tui::app::App;
 use anchorscope::tui::clipboard::MemoryClipboard;
@@ -155,7 +155,7 @@ pub fn several() -> LoadOutcome {
 
 pub fn app(outcome: LoadOutcome) -> (App, MemoryClipboard) {
     let clip = MemoryClipboard::default();
-    let app = App::new(outcome, &Config::default())
+    let app = App::new(outcome, &anchorscope::tui::ExplorerSettings::default())
         .expect("default config builds")
         .with_clipboard(Box::new(clip.clone()))
         // Colors on regardless of a NO_COLOR in the test environment; the NO_COLOR test

@@ -11,10 +11,10 @@
 //! - a JSON array holds several traces of the above kinds; a file whose lines are JSON objects
 //!   (`.jsonl`, or any file that parses line by line) holds one trace per line.
 //!
-//! Every trace gets a rollout store: `store::store_path_for(path)` for a file holding one trace
-//! (and for a folder), `NAME.<key>.rollouts.jsonl` for a file holding several, where the key is
-//! the trace's own `id` when the object has one and otherwise `line<N>` (JSONL) or `item<N>`
-//! (array). Stored rollouts are loaded with the trace.
+//! Parsing only: each trace comes back with where it was read from and, for a file holding
+//! several traces, its member key (the trace's own `id` when the object has one, otherwise
+//! `line<N>` (JSONL) or `item<N>` (array)). Joining a trace with its rollout store is the job
+//! of [`crate::loaded`], which sits above both `trace` and `store`.
 
 mod chat;
 pub mod json;
@@ -31,18 +31,20 @@ use serde_json::Value;
 use self::json::{Node, Problem};
 use super::model::{Message, Rollout, Trace};
 use super::split::{split_response, SplitOptions};
-use crate::store;
 
-/// A trace read from disk with its stored rollouts.
-#[derive(Clone, Debug)]
-pub struct LoadedTrace {
+/// A trace parsed from a file or folder, with where it came from; its rollout store is not
+/// attached yet (see [`crate::loaded`]).
+#[derive(Debug)]
+pub struct SourcedTrace {
     pub trace: Trace,
+    /// Rollouts that came with the source (e.g. Thought Anchors `chunk_i/solutions.json`).
     pub rollouts: Vec<Rollout>,
     /// The file (or folder) the trace was read from.
     pub path: PathBuf,
-    /// Where new rollouts for this trace are appended (JSONL beside the trace).
-    pub store_path: PathBuf,
-    /// Non-fatal problems (e.g. a truncated last line in the rollout store).
+    /// The trace's key inside a file holding several traces; `None` when it is the whole file
+    /// (or folder).
+    pub member: Option<String>,
+    /// Non-fatal problems met while parsing.
     pub warnings: Vec<String>,
 }
 
@@ -70,37 +72,37 @@ impl ImportError {
     }
 }
 
-/// What loading a path produced.
+/// What parsing a path produced.
 #[derive(Debug, Default)]
-pub struct LoadOutcome {
-    pub traces: Vec<LoadedTrace>,
+pub struct ParseOutcome {
+    pub traces: Vec<SourcedTrace>,
     pub errors: Vec<ImportError>,
 }
 
 /// How deep a directory scan descends (a Thought Anchors tree is model/kind/problem_N).
 const MAX_DEPTH: usize = 4;
 
-/// Load every trace at `path`: a file (one or more traces, e.g. JSONL), a Thought Anchors
+/// Parse every trace at `path`: a file (one or more traces, e.g. JSONL), a Thought Anchors
 /// problem folder, or a directory scanned for any of these. Per-file failures inside a directory
 /// are returned beside the traces that did load, so one bad file never hides the rest.
 /// A single file that yields no trace at all is an error.
-pub fn load_path(path: &Path, opts: &SplitOptions) -> Result<LoadOutcome, ImportError> {
+pub fn parse_path(path: &Path, opts: &SplitOptions) -> Result<ParseOutcome, ImportError> {
     let meta = fs::metadata(path).map_err(|e| ImportError::new(path, "", e.to_string()))?;
     if meta.is_dir() {
         if thought_anchors::is_problem_folder(path) {
             let trace = thought_anchors::load(path, opts)?;
-            return Ok(LoadOutcome {
+            return Ok(ParseOutcome {
                 traces: vec![trace],
                 errors: Vec::new(),
             });
         }
-        let mut outcome = LoadOutcome::default();
+        let mut outcome = ParseOutcome::default();
         scan_dir(path, 0, opts, &mut outcome);
         return Ok(outcome);
     }
     if let Some(folder) = thought_anchors::folder_of_member_file(path) {
         let trace = thought_anchors::load(&folder, opts)?;
-        return Ok(LoadOutcome {
+        return Ok(ParseOutcome {
             traces: vec![trace],
             errors: Vec::new(),
         });
@@ -115,7 +117,7 @@ pub fn load_path(path: &Path, opts: &SplitOptions) -> Result<LoadOutcome, Import
     Ok(outcome)
 }
 
-fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut LoadOutcome) {
+fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut ParseOutcome) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
@@ -167,7 +169,7 @@ fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut LoadOut
 }
 
 /// Read a file as JSON (one object or an array) or as JSON lines.
-fn load_file(path: &Path, opts: &SplitOptions) -> Result<LoadOutcome, ImportError> {
+fn load_file(path: &Path, opts: &SplitOptions) -> Result<ParseOutcome, ImportError> {
     let bytes = fs::read(path).map_err(|e| ImportError::new(path, "", e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ImportError::new(
@@ -209,9 +211,9 @@ fn load_json_value(
     text: &str,
     value: &Value,
     opts: &SplitOptions,
-) -> Result<LoadOutcome, ImportError> {
+) -> Result<ParseOutcome, ImportError> {
     let root = Node::root(value);
-    let mut outcome = LoadOutcome::default();
+    let mut outcome = ParseOutcome::default();
     match value {
         Value::Array(_) => {
             let items = root
@@ -225,8 +227,7 @@ fn load_json_value(
                 match parse_trace(item, &default_id) {
                     Ok(parsed) => {
                         let key = explicit_id(item).unwrap_or_else(|| format!("item{index}"));
-                        let store_path = store::store_path_for_member(path, &key);
-                        outcome.traces.push(finish(parsed, path, store_path, opts));
+                        outcome.traces.push(finish(parsed, path, Some(key), opts));
                     }
                     Err(p) => outcome.errors.push(ImportError::from_problem(path, p)),
                 }
@@ -244,16 +245,14 @@ fn load_json_value(
                 }
                 Err(p) => return Err(ImportError::from_problem(path, p)),
             };
-            outcome
-                .traces
-                .push(finish(parsed, path, store::store_path_for(path), opts));
+            outcome.traces.push(finish(parsed, path, None, opts));
         }
     }
     Ok(outcome)
 }
 
-fn load_jsonl(path: &Path, text: &str, opts: &SplitOptions) -> LoadOutcome {
-    let mut outcome = LoadOutcome::default();
+fn load_jsonl(path: &Path, text: &str, opts: &SplitOptions) -> ParseOutcome {
+    let mut outcome = ParseOutcome::default();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         if line.trim().is_empty() {
@@ -277,8 +276,7 @@ fn load_jsonl(path: &Path, text: &str, opts: &SplitOptions) -> LoadOutcome {
         match parse_trace(&node, &default_id) {
             Ok(parsed) => {
                 let key = explicit_id(&node).unwrap_or_else(|| format!("line{number}"));
-                let store_path = store::store_path_for_member(path, &key);
-                outcome.traces.push(finish(parsed, path, store_path, opts));
+                outcome.traces.push(finish(parsed, path, Some(key), opts));
             }
             Err(p) => outcome
                 .errors
@@ -350,67 +348,26 @@ fn file_stem(path: &Path) -> String {
         .unwrap_or_else(|| "trace".into())
 }
 
-/// Split when the source gave no sentences, then attach the rollout store.
+/// Split when the source gave no sentences.
 pub(crate) fn finish(
     parsed: Parsed,
     path: &Path,
-    store_path: PathBuf,
+    member: Option<String>,
     opts: &SplitOptions,
-) -> LoadedTrace {
+) -> SourcedTrace {
     let Parsed {
         mut trace,
-        mut rollouts,
-        mut warnings,
+        rollouts,
+        warnings,
     } = parsed;
     if trace.sentences.is_empty() {
         trace.sentences = split_response(&trace.response, opts);
     }
-    match store::read_rollouts(&store_path) {
-        Ok((mut stored, mut store_warnings)) => {
-            rollouts.append(&mut stored);
-            warnings.append(&mut store_warnings);
-        }
-        // A broken store must not hide the trace: show it without those rollouts.
-        Err(e) => warnings.push(format!("rollouts not loaded: {e}")),
-    }
-    // A person's verdicts, beside the classifiers' labels.
-    let human_path = store::human::human_path_for(&store_path);
-    match store::human::read_verdicts(&human_path) {
-        Ok((verdicts, mut human_warnings)) => {
-            store::human::apply_verdicts(&mut rollouts, &verdicts);
-            warnings.append(&mut human_warnings);
-        }
-        Err(e) => warnings.push(format!("human labels not loaded: {e}")),
-    }
-    // Similarities computed earlier for rollouts stored without one (imported replacements).
-    if rollouts
-        .iter()
-        .any(|r| store::similarities::needs_similarity(&trace, r))
-    {
-        let cache_path = store::similarities::similarities_path_for(&store_path);
-        match store::similarities::read_cache(&cache_path) {
-            Ok((cache, mut cache_warnings)) => {
-                store::similarities::apply_cache(&trace, &mut rollouts, &cache);
-                warnings.append(&mut cache_warnings);
-            }
-            Err(e) => warnings.push(format!("cached similarities not loaded: {e}")),
-        }
-    }
-    let positions = trace.positions();
-    let before = rollouts.len();
-    rollouts.retain(|r| r.position < positions);
-    if rollouts.len() < before {
-        warnings.push(format!(
-            "{} rollouts skipped: position beyond the trace's {} positions",
-            before - rollouts.len(),
-            positions
-        ));
-    }
-    LoadedTrace {
+    SourcedTrace {
         trace,
         rollouts,
         path: path.to_path_buf(),
-        store_path,
+        member,
         warnings,
     }
 }

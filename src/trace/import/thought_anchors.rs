@@ -31,8 +31,7 @@ use serde_json::Value;
 
 use super::json::{self, Node, Problem};
 use super::ta_realign::{realign, Moved, Record};
-use super::{finish, ImportError, LoadedTrace, Parsed};
-use crate::store;
+use super::{finish, ImportError, Parsed, SourcedTrace};
 use crate::trace::model::{
     FinishReason, ImportedMetrics, ImportedSentenceMetrics, Label, LabelValue, Message,
     ReasoningStyle, Rollout, Sentence, SourceKind, Trace,
@@ -83,7 +82,7 @@ fn at(path: &Path) -> impl Fn(Problem) -> ImportError + '_ {
     move |p| ImportError::new(path, p.place, p.message)
 }
 
-pub fn load(dir: &Path, opts: &SplitOptions) -> Result<LoadedTrace, ImportError> {
+pub fn load(dir: &Path, opts: &SplitOptions) -> Result<SourcedTrace, ImportError> {
     let base_path = dir.join(BASE_SOLUTION);
     let chunks_path = dir.join(CHUNKS_LABELED);
     let base = read_json(&base_path)?;
@@ -223,8 +222,7 @@ pub fn load(dir: &Path, opts: &SplitOptions) -> Result<LoadedTrace, ImportError>
     let mut parsed = Parsed::new(trace);
     parsed.warnings = warnings;
     parsed.rollouts = load_solutions(dir, &chunk_positions, &measure)?;
-    let store_path = store::store_path_for(dir);
-    Ok(finish(parsed, dir, store_path, opts))
+    Ok(finish(parsed, dir, None, opts))
 }
 
 /// `model/kind_base_solution/problem_N` when the folder sits in their tree, else its name.
@@ -600,7 +598,7 @@ fn load_solutions(
                 finish: FinishReason::Unknown,
                 labels,
                 similarity: None,
-                run: Some(store::runs::IMPORTED_RUN.into()),
+                run: Some(crate::trace::IMPORTED_RUN.into()),
             });
         }
     }

@@ -8,6 +8,7 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use super::*;
 use crate::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
 use crate::tui::clipboard::MemoryClipboard;
+use crate::tui::ExplorerSettings;
 
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(
@@ -94,7 +95,7 @@ fn single_app() -> App {
         traces: vec![loaded(trace("t1", &sentences()), Vec::new())],
         errors: Vec::new(),
     };
-    App::new(outcome, &Config::default()).unwrap()
+    App::new(outcome, &ExplorerSettings::default()).unwrap()
 }
 
 fn feed(app: &mut App, events: impl IntoIterator<Item = AppEvent>) {
@@ -268,7 +269,7 @@ fn list_filter_open_and_back() {
             message: "expected value".into(),
         }],
     };
-    let mut app = App::new(outcome, &Config::default()).unwrap();
+    let mut app = App::new(outcome, &ExplorerSettings::default()).unwrap();
     assert!(app.has_list);
     assert_eq!(app.screen, Screen::List);
     assert_eq!(app.errors, ["bad.json: line 3, column 7: expected value"]);
@@ -355,8 +356,8 @@ fn mouse_click_selects_from_hit_map() {
 
 #[test]
 fn user_key_override_applies() {
-    let mut config = Config::default();
-    config.keys.insert("move_down".into(), "s".into());
+    let mut config = ExplorerSettings::default();
+    config.keys = crate::tui::keymap::key_overrides(&[("move_down", "s")]).unwrap();
     let outcome = LoadOutcome {
         traces: vec![loaded(trace("t", &sentences()), Vec::new())],
         errors: Vec::new(),
@@ -364,10 +365,10 @@ fn user_key_override_applies() {
     let mut app = App::new(outcome, &config).unwrap();
     feed(&mut app, [key('j'), key('s')]);
     assert_eq!(app.selected, 1);
-    config.keys.insert("fly".into(), "f".into());
+    config.keys = crate::tui::keymap::key_overrides(&[("quit", "")]).unwrap();
     let outcome = LoadOutcome::default();
     let err = App::new(outcome, &config).err().unwrap().to_string();
-    assert!(err.contains("fly"));
+    assert!(err.contains("quit"), "{err}");
 }
 
 #[test]
@@ -513,7 +514,7 @@ fn the_explorer_pools_runs_as_stats_does() {
     let make = |mode: PoolMode| {
         let mut l = loaded(trace("t1", &sentences()), rollouts.clone());
         l.store_path = store_path.clone();
-        let mut config = Config::default();
+        let mut config = ExplorerSettings::default();
         config.sampling.pool = mode;
         App::new(
             LoadOutcome {
