@@ -356,8 +356,10 @@ fn mouse_click_selects_from_hit_map() {
 
 #[test]
 fn user_key_override_applies() {
-    let mut config = ExplorerSettings::default();
-    config.keys = crate::tui::keymap::key_overrides(&[("move_down", "s")]).unwrap();
+    let mut config = ExplorerSettings {
+        keys: crate::tui::keymap::key_overrides(&[("move_down", "s")]).unwrap(),
+        ..Default::default()
+    };
     let outcome = LoadOutcome {
         traces: vec![loaded(trace("t", &sentences()), Vec::new())],
         errors: Vec::new(),
