@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod behavior;
 pub mod bench;
+pub mod choice;
 pub mod config;
 pub mod engine;
 pub mod export;

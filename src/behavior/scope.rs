@@ -15,7 +15,7 @@ use crate::trace::{FinishReason, Rollout, Trace};
 /// Suffix of the behavior name that holds continuation-only labels.
 pub const CONTINUATION_SUFFIX: &str = " (continuation)";
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeScope {
     /// Prefix + continuation only (as in the paper).
@@ -24,6 +24,8 @@ pub enum JudgeScope {
     /// Also the continuation alone, as `NAME (continuation)`.
     Continuation,
 }
+
+crate::choices!(JudgeScope { Full => "full", Continuation => "continuation" });
 
 /// The continuation as a response of its own: the reasoning tag that is open at the cut is
 /// reopened, so the judges find the continuation's reasoning without the kept prefix.

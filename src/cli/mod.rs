@@ -24,7 +24,18 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use anchorscope::analysis::ImportanceKind;
+use anchorscope::behavior::scope::JudgeScope;
 use anchorscope::export::ExportFormat;
+use anchorscope::store::runs::PoolMode;
+
+/// Parse a library enum by its names (see `anchorscope_core::choices!`); `--help` lists them.
+fn choice<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
+}
 
 pub use config::load_config;
 
@@ -390,14 +401,14 @@ pub struct AnalyzeArgs {
 
     /// Which runs' rollouts the printed rates pool: `matching` (same engine, model, sampler,
     /// token cap; default, or `[sampling] pool` in the config) or `all`.
-    #[arg(long, value_enum, value_name = "WHICH")]
-    pub pool: Option<anchorscope::store::runs::PoolMode>,
+    #[arg(long, value_name = "WHICH", value_parser = choice::<PoolMode>(PoolMode::NAMES))]
+    pub pool: Option<PoolMode>,
 
     /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
     /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
     /// Default: the config's `[analysis] judge_scope`, else full.
-    #[arg(long, value_enum, value_name = "SCOPE")]
-    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
+    #[arg(long, value_name = "SCOPE", value_parser = choice::<JudgeScope>(JudgeScope::NAMES))]
+    pub judge_scope: Option<JudgeScope>,
 }
 
 /// Which tier(s) the collected prompts claim the user is on.
@@ -561,14 +572,14 @@ pub struct StatsArgs {
 
     /// Which runs' rollouts the rates pool: `matching` (same engine, model, sampler, token
     /// cap; default, or `[sampling] pool` in the config) or `all`.
-    #[arg(long, value_enum, value_name = "WHICH")]
-    pub pool: Option<anchorscope::store::runs::PoolMode>,
+    #[arg(long, value_name = "WHICH", value_parser = choice::<PoolMode>(PoolMode::NAMES))]
+    pub pool: Option<PoolMode>,
 
     /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
     /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
     /// Default: the config's `[analysis] judge_scope`, else full.
-    #[arg(long, value_enum, value_name = "SCOPE")]
-    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
+    #[arg(long, value_name = "SCOPE", value_parser = choice::<JudgeScope>(JudgeScope::NAMES))]
+    pub judge_scope: Option<JudgeScope>,
 }
 
 #[derive(Debug, Args)]
@@ -597,7 +608,7 @@ pub struct ExportArgs {
     pub trace_path: PathBuf,
 
     /// Output format.
-    #[arg(long, short = 'f', value_enum)]
+    #[arg(long, short = 'f', value_parser = choice::<ExportFormat>(ExportFormat::NAMES))]
     pub format: ExportFormat,
 
     /// Output file (default: <name>.<ext> in the current directory).
@@ -610,14 +621,14 @@ pub struct ExportArgs {
 
     /// Which runs' rollouts the rates pool: `matching` (same engine, model, sampler, token
     /// cap; default, or `[sampling] pool` in the config) or `all`.
-    #[arg(long, value_enum, value_name = "WHICH")]
-    pub pool: Option<anchorscope::store::runs::PoolMode>,
+    #[arg(long, value_name = "WHICH", value_parser = choice::<PoolMode>(PoolMode::NAMES))]
+    pub pool: Option<PoolMode>,
 
     /// What reasoning behaviors are judged on: `full` (prefix + continuation, the paper's) or
     /// `continuation` (also the continuation alone, shown beside it as `NAME (continuation)`).
     /// Default: the config's `[analysis] judge_scope`, else full.
-    #[arg(long, value_enum, value_name = "SCOPE")]
-    pub judge_scope: Option<anchorscope::behavior::scope::JudgeScope>,
+    #[arg(long, value_name = "SCOPE", value_parser = choice::<JudgeScope>(JudgeScope::NAMES))]
+    pub judge_scope: Option<JudgeScope>,
 }
 
 /// Run the parsed command line. User errors come back as `Err` with context; `main` prints them.

@@ -15,18 +15,18 @@ pub use path::default_file;
 
 use std::path::Path;
 
-use clap::ValueEnum;
-
 use crate::analysis::{ImportanceKind, TraceAnalysis};
 use crate::loaded::LoadedTrace;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Json,
     Markdown,
     Html,
     Csv,
 }
+
+crate::choices!(ExportFormat { Json => "json", Markdown => "markdown", Html => "html", Csv => "csv" });
 
 impl ExportFormat {
     pub fn extension(&self) -> &'static str {

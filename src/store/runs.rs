@@ -239,7 +239,7 @@ pub fn read_runs(manifest: &Path) -> Result<Vec<RunRecord>, ImportError> {
 }
 
 /// Whether rates pool only runs whose settings match (the default) or every run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolMode {
     /// Only runs whose generation settings equal the reference run's.
@@ -248,6 +248,8 @@ pub enum PoolMode {
     /// Every run, whatever its settings (an explicit choice, said wherever rates are shown).
     All,
 }
+
+crate::choices!(PoolMode { Matching => "matching", All => "all" });
 
 /// `[sampling]` in the config file: `pool = "matching"` (default) or `"all"`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
