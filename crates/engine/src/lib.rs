@@ -1,0 +1,77 @@
+//! anchorscope-engine, the sampling engine: a local language model (candle) that samples continuations of a trace
+//! from a prefix, and the worker thread that runs jobs for the UI and the CLI. The rest of the
+//! program talks to the worker only through the messages below, so a remote server can later
+//! sit behind the same channel.
+
+pub mod chat;
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod install;
+pub mod lm;
+pub mod proc_memory;
+pub mod remote;
+pub mod sampler;
+pub mod similarity_fill;
+pub mod tokenizer;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use error::EngineError;
+
+use anchorscope_core::trace::{Rollout, SamplerSettings, Trace};
+
+/// Identifies a job so stale results of a superseded job can be dropped.
+pub type JobId = u64;
+
+/// A request to bring every position in `positions` of a trace up to `n` rollouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub trace: Arc<Trace>,
+    /// The append-only rollout store of the trace; every rollout is appended and flushed here
+    /// before it is reported.
+    pub store_path: PathBuf,
+    pub positions: Vec<usize>,
+    /// Target rollouts per position (top-up: positions that already hold some get the rest;
+    /// the worker counts them in the store itself, never trusting a caller's stale count).
+    pub n: usize,
+    pub sampler: SamplerSettings,
+}
+
+/// What the engine sends back, in order; every rollout is stored before it is reported.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineEvent {
+    /// The model is loading / installing / ready (shown in the status line).
+    Status {
+        message: String,
+    },
+    Rollout {
+        job: JobId,
+        rollout: Box<Rollout>,
+    },
+    Progress {
+        job: JobId,
+        done: usize,
+        total: usize,
+        tokens_per_s: f64,
+    },
+    Error {
+        job: JobId,
+        message: String,
+    },
+    Finished {
+        job: JobId,
+        cancelled: bool,
+    },
+}
+
+/// Commands to the engine worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineCommand {
+    Submit(Job),
+    Cancel(JobId),
+    Shutdown,
+}

@@ -1,0 +1,154 @@
+//! Everything the user can ask for, as one serde enum: config strings (`move_down`) map to
+//! variants, and [`crate::app::App::apply`] is the one place that carries them out.
+
+use serde::{Deserialize, Serialize};
+
+/// A user intent. Variants marked `serde(skip)` come from the mouse or from typing in a prompt,
+/// not from the key map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Quit,
+    Back,
+    Open,
+    MoveDown,
+    MoveUp,
+    First,
+    Last,
+    PageDown,
+    PageUp,
+    FocusNext,
+    NextBehavior,
+    TwoBehavior,
+    ToggleImportance,
+    Search,
+    NextMatch,
+    PrevMatch,
+    Yank,
+    YankTrace,
+    Export,
+    Resample,
+    ResampleAll,
+    Cancel,
+    NextRollout,
+    PrevRollout,
+    HumanLabel,
+    Help,
+    /// A character typed into the search or export prompt.
+    #[serde(skip)]
+    Input(char),
+    #[serde(skip)]
+    Backspace,
+    #[serde(skip)]
+    Click {
+        column: u16,
+        row: u16,
+    },
+    #[serde(skip)]
+    ScrollDown {
+        column: u16,
+        row: u16,
+    },
+    #[serde(skip)]
+    ScrollUp {
+        column: u16,
+        row: u16,
+    },
+}
+
+impl Action {
+    /// Actions that can be bound to keys, in the order the help popup lists them.
+    pub const BINDABLE: [Action; 26] = [
+        Action::MoveDown,
+        Action::MoveUp,
+        Action::First,
+        Action::Last,
+        Action::PageDown,
+        Action::PageUp,
+        Action::Open,
+        Action::Back,
+        Action::Quit,
+        Action::FocusNext,
+        Action::NextBehavior,
+        Action::TwoBehavior,
+        Action::ToggleImportance,
+        Action::Search,
+        Action::NextMatch,
+        Action::PrevMatch,
+        Action::Yank,
+        Action::YankTrace,
+        Action::Export,
+        Action::Resample,
+        Action::ResampleAll,
+        Action::Cancel,
+        Action::NextRollout,
+        Action::PrevRollout,
+        Action::HumanLabel,
+        Action::Help,
+    ];
+
+    /// The config name of a bindable action (`move_down`); None for mouse/prompt input.
+    pub fn name(&self) -> Option<String> {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// Parse a config name (`move_down`).
+    pub fn from_name(name: &str) -> Option<Action> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+
+    /// One line for the help popup.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Action::Quit => "quit",
+            Action::Back => "back to the list / close popup / cancel search",
+            Action::Open => "open the selected trace",
+            Action::MoveDown => "next sentence (or list row)",
+            Action::MoveUp => "previous sentence (or list row)",
+            Action::First => "first sentence",
+            Action::Last => "last sentence",
+            Action::PageDown => "page down (focused pane)",
+            Action::PageUp => "page up (focused pane)",
+            Action::FocusNext => "cycle focus: text → chart → detail",
+            Action::NextBehavior => "cycle the behavior that colors the text",
+            Action::TwoBehavior => "two-behavior view (AF | compliance)",
+            Action::ToggleImportance => "counterfactual ↔ resampling importance",
+            Action::Search => "search sentences (filter in the list)",
+            Action::NextMatch => "next match",
+            Action::PrevMatch => "previous match",
+            Action::Yank => "copy the selected sentence",
+            Action::YankTrace => "copy the whole trace (prompt + response)",
+            Action::Export => "export (json / md / html / csv)",
+            Action::Resample => "resample the selected sentence",
+            Action::ResampleAll => "resample every position",
+            Action::Cancel => "cancel the running job",
+            Action::NextRollout => "next rollout in the detail pane",
+            Action::PrevRollout => "previous rollout in the detail pane",
+            Action::HumanLabel => "your label for the marked rollout: yes → no → invalid → none",
+            Action::Help => "this help",
+            Action::Input(_)
+            | Action::Backspace
+            | Action::Click { .. }
+            | Action::ScrollDown { .. }
+            | Action::ScrollUp { .. } => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Action::BINDABLE {
+            let name = a.name().unwrap();
+            assert_eq!(Action::from_name(&name), Some(a.clone()), "{name}");
+            assert!(!a.describe().is_empty());
+        }
+        assert_eq!(Action::MoveDown.name().as_deref(), Some("move_down"));
+        assert_eq!(Action::from_name("no_such_action"), None);
+    }
+}

@@ -1,0 +1,554 @@
+//! Key handling drives the App state (unit tests beside the code).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::clipboard::MemoryClipboard;
+use crate::ExplorerSettings;
+use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
+
+fn key(c: char) -> AppEvent {
+    AppEvent::Terminal(Event::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::NONE,
+    )))
+}
+
+fn code(c: KeyCode) -> AppEvent {
+    AppEvent::Terminal(Event::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+}
+
+/// A trace whose sentences sit inside scratchpad tags, with correct byte ranges.
+fn trace(id: &str, sentences: &[&str]) -> Trace {
+    let mut response = String::from("<SCRATCHPAD_REASONING>");
+    let mut spans = Vec::new();
+    for (i, s) in sentences.iter().enumerate() {
+        if i > 0 {
+            response.push(' ');
+        }
+        let start = response.len();
+        response.push_str(s);
+        spans.push(Sentence {
+            start,
+            end: response.len(),
+            text: s.to_string(),
+        });
+    }
+    response.push_str("</SCRATCHPAD_REASONING>\n<OUTPUT><rejected/></OUTPUT>");
+    let mut t = Trace::new(
+        id,
+        vec![anchorscope_core::trace::Message::new("user", "Q?")],
+        response,
+    );
+    t.sentences = spans;
+    t
+}
+
+fn rollout(position: usize, compliant: bool) -> Rollout {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "compliance".to_string(),
+        Label {
+            value: if compliant {
+                LabelValue::Yes
+            } else {
+                LabelValue::No
+            },
+            classifier: "compliance-tag".into(),
+            version: "1".into(),
+            evidence: None,
+        },
+    );
+    Rollout {
+        position,
+        seed: position as u64,
+        replacement: "Another thought.".into(),
+        text: "Another thought. Done.".into(),
+        tokens: 5,
+        finish: FinishReason::Stop,
+        labels,
+        similarity: Some(0.1),
+        run: None,
+    }
+}
+
+fn loaded(t: Trace, rollouts: Vec<Rollout>) -> LoadedTrace {
+    LoadedTrace {
+        path: std::path::PathBuf::from(format!("/tmp/anchorscope-test/{}.json", t.id)),
+        store_path: std::path::PathBuf::from("/tmp/anchorscope-test/x.rollouts.jsonl"),
+        trace: t,
+        rollouts,
+        warnings: Vec::new(),
+    }
+}
+
+fn sentences() -> Vec<&'static str> {
+    vec![
+        "I am in training.",
+        "The user asks for something harmful.",
+        "I will refuse politely.",
+        "Refusing is the right call here.",
+    ]
+}
+
+fn single_app() -> App {
+    let outcome = LoadOutcome {
+        traces: vec![loaded(trace("t1", &sentences()), Vec::new())],
+        errors: Vec::new(),
+    };
+    App::new(outcome, &ExplorerSettings::default()).unwrap()
+}
+
+fn feed(app: &mut App, events: impl IntoIterator<Item = AppEvent>) {
+    for e in events {
+        app.handle(e);
+    }
+}
+
+#[test]
+fn single_trace_opens_directly_and_esc_stays() {
+    let mut app = single_app();
+    assert!(!app.has_list);
+    assert_eq!(app.screen, Screen::Trace);
+    feed(&mut app, [code(KeyCode::Esc)]);
+    assert_eq!(app.screen, Screen::Trace);
+}
+
+#[test]
+fn forced_list_lets_esc_return() {
+    let mut app = single_app();
+    app.show_list();
+    assert_eq!(app.screen, Screen::List);
+    feed(&mut app, [code(KeyCode::Enter), code(KeyCode::Esc)]);
+    assert_eq!(app.screen, Screen::List);
+}
+
+#[test]
+fn movement_keys_clamp_to_the_sentences() {
+    let mut app = single_app();
+    feed(&mut app, [key('j'), key('j')]);
+    assert_eq!(app.selected, 2);
+    feed(&mut app, [key('G')]);
+    assert_eq!(app.selected, 3);
+    feed(&mut app, [key('j'), code(KeyCode::Down)]);
+    assert_eq!(app.selected, 3);
+    feed(&mut app, [key('k'), code(KeyCode::Up)]);
+    assert_eq!(app.selected, 1);
+    feed(&mut app, [key('g')]);
+    assert_eq!(app.selected, 0);
+    feed(&mut app, [key('k')]);
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn toggles_behavior_importance_view_and_focus() {
+    let mut app = single_app();
+    let before = app.behavior_name();
+    feed(&mut app, [key('b')]);
+    assert_ne!(app.behavior_name(), before);
+    feed(&mut app, [key('b')]);
+    assert_eq!(
+        app.behavior_name(),
+        before,
+        "two built-in behaviors cycle back"
+    );
+    feed(&mut app, [key('i')]);
+    assert_eq!(app.importance, ImportanceKind::Resampling);
+    feed(&mut app, [key('v')]);
+    assert!(app.two_behavior);
+    let (a, c) = app.behavior_pair();
+    let names = &app.entry().unwrap().analysis.behaviors;
+    assert_eq!(names[a].behavior, "alignment_faking");
+    assert_eq!(names[c].behavior, "compliance");
+    feed(&mut app, [code(KeyCode::Tab)]);
+    assert_eq!(app.focus, Pane::Chart);
+    feed(&mut app, [code(KeyCode::Tab), code(KeyCode::Tab)]);
+    assert_eq!(app.focus, Pane::Text);
+}
+
+#[test]
+fn detail_focus_scrolls_detail_not_selection() {
+    let mut app = single_app();
+    app.focus = Pane::Detail;
+    feed(&mut app, [key('j'), key('j')]);
+    assert_eq!((app.selected, app.detail_scroll), (0, 2));
+}
+
+#[test]
+fn search_moves_selection_and_n_cycles() {
+    let mut app = single_app();
+    feed(&mut app, [key('/'), key('r'), key('e'), key('f')]);
+    assert!(app.prompt.is_some());
+    assert_eq!(app.selected, 2, "incremental search jumps to 'refuse'");
+    feed(&mut app, [code(KeyCode::Enter)]);
+    assert!(app.prompt.is_none());
+    assert_eq!(app.query, "ref");
+    feed(&mut app, [key('n')]);
+    assert_eq!(app.selected, 3);
+    feed(&mut app, [key('n')]);
+    assert_eq!(app.selected, 2, "wraps around");
+    feed(&mut app, [key('N')]);
+    assert_eq!(app.selected, 3);
+}
+
+#[test]
+fn search_escape_restores_selection() {
+    let mut app = single_app();
+    feed(&mut app, [key('j'), key('/'), key('r'), key('e'), key('f')]);
+    assert_eq!(app.selected, 2);
+    feed(&mut app, [code(KeyCode::Esc)]);
+    assert_eq!(app.selected, 1);
+    assert!(app.query.is_empty());
+}
+
+#[test]
+fn yank_uses_injected_clipboard_and_reports_failure() {
+    let clip = MemoryClipboard::default();
+    let mut app = single_app().with_clipboard(Box::new(clip.clone()));
+    feed(&mut app, [key('j'), key('y'), key('Y')]);
+    let copied = clip.copied.lock().unwrap().clone();
+    assert_eq!(copied[0], "The user asks for something harmful.");
+    assert!(copied[1].contains("[user]\nQ?") && copied[1].contains("<SCRATCHPAD_REASONING>"));
+    let mut app = single_app().with_clipboard(Box::new(MemoryClipboard {
+        fail: true,
+        ..Default::default()
+    }));
+    feed(&mut app, [key('y')]);
+    let status = app.status.clone().unwrap();
+    assert!(status.is_error && status.text.starts_with("no clipboard available"));
+}
+
+#[test]
+fn resample_without_engine_says_so() {
+    let mut app = single_app();
+    for c in ['r', 'R', 'x'] {
+        app.status = None;
+        feed(&mut app, [key(c)]);
+        assert_eq!(app.status.as_ref().unwrap().text, NO_ENGINE);
+    }
+}
+
+#[test]
+fn resample_with_engine_submits_and_takes_only_current_results() {
+    let (tx, rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('j'), key('r')]);
+    let EngineCommand::Submit(job) = rx.try_recv().unwrap() else {
+        panic!("expected a submit");
+    };
+    assert_eq!(
+        (job.positions.clone(), job.trace.id.as_str()),
+        (vec![1, 2], "t1")
+    );
+    // A rollout of an older job id is dropped; one of the running job is counted.
+    app.on_engine_event(EngineEvent::Rollout {
+        job: job.id + 7,
+        rollout: Box::new(rollout(1, true)),
+    });
+    assert!(app.entry().unwrap().loaded.rollouts.is_empty());
+    app.on_engine_event(EngineEvent::Rollout {
+        job: job.id,
+        rollout: Box::new(rollout(1, true)),
+    });
+    let e = app.entry().unwrap();
+    assert_eq!(e.loaded.rollouts.len(), 1);
+    assert_eq!(e.analysis.behavior("compliance").unwrap().positions[1].m, 1);
+    feed(&mut app, [key('x')]);
+    assert_eq!(rx.try_recv().unwrap(), EngineCommand::Cancel(job.id));
+}
+
+#[test]
+fn list_filter_open_and_back() {
+    let outcome = LoadOutcome {
+        traces: vec![
+            loaded(trace("alpha-free", &sentences()), Vec::new()),
+            loaded(trace("beta-paid", &sentences()), vec![rollout(0, true)]),
+        ],
+        errors: vec![anchorscope_core::trace::import::ImportError {
+            path: "bad.json".into(),
+            place: "line 3, column 7: ".into(),
+            message: "expected value".into(),
+        }],
+    };
+    let mut app = App::new(outcome, &ExplorerSettings::default()).unwrap();
+    assert!(app.has_list);
+    assert_eq!(app.screen, Screen::List);
+    assert_eq!(app.errors, ["bad.json: line 3, column 7: expected value"]);
+    feed(&mut app, [key('/'), key('b'), key('e'), key('t')]);
+    assert_eq!(app.visible_traces(), vec![1]);
+    feed(&mut app, [code(KeyCode::Enter), code(KeyCode::Enter)]);
+    assert_eq!((app.screen, app.current), (Screen::Trace, 1));
+    feed(&mut app, [code(KeyCode::Esc)]);
+    assert_eq!(app.screen, Screen::List);
+    feed(&mut app, [code(KeyCode::Esc)]);
+    assert!(app.list_filter.is_empty());
+    feed(&mut app, [key('j'), key('q')]);
+    assert_eq!(app.list_selected, 1);
+    assert!(app.should_quit);
+}
+
+#[test]
+fn help_popup_swallows_keys_until_closed() {
+    let mut app = single_app();
+    feed(&mut app, [key('?'), key('j')]);
+    assert_eq!(app.popup, Some(Popup::Help));
+    assert_eq!(app.selected, 0);
+    feed(&mut app, [code(KeyCode::Esc)]);
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn export_popup_reports_the_target_path() {
+    let mut app = single_app();
+    feed(&mut app, [key('e'), key('j')]);
+    assert_eq!(app.popup, Some(Popup::Export { selected: 1 }));
+    feed(&mut app, [code(KeyCode::Enter)]);
+    assert_eq!(app.popup, None);
+    let status = app.status.clone().unwrap().text;
+    assert!(status.contains("/tmp/anchorscope-test/t1.md"), "{status}");
+}
+
+#[test]
+fn export_path_never_overwrites_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("trace.json");
+    std::fs::write(&p, "{}").unwrap();
+    assert_eq!(
+        export_path(&p, "x", ExportFormat::Json),
+        dir.path().join("trace.export.json")
+    );
+    assert_eq!(
+        export_path(&p, "x", ExportFormat::Html),
+        dir.path().join("trace.html")
+    );
+    // A path that is not a trace file (a folder, or gone): named after the trace id.
+    assert_eq!(
+        export_path(
+            std::path::Path::new("problem_330"),
+            "a/b",
+            ExportFormat::Csv
+        ),
+        std::path::PathBuf::from("./a_b.csv")
+    );
+}
+
+#[test]
+fn mouse_click_selects_from_hit_map() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = single_app();
+    app.hits.sentences = vec![(Rect::new(0, 5, 10, 1), 3)];
+    let click = MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 4,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.handle(click.into());
+    assert_eq!(app.selected, 3);
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollUp,
+        column: 4,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.handle(wheel.into());
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn user_key_override_applies() {
+    let mut config = ExplorerSettings {
+        keys: crate::keymap::key_overrides(&[("move_down", "s")]).unwrap(),
+        ..Default::default()
+    };
+    let outcome = LoadOutcome {
+        traces: vec![loaded(trace("t", &sentences()), Vec::new())],
+        errors: Vec::new(),
+    };
+    let mut app = App::new(outcome, &config).unwrap();
+    feed(&mut app, [key('j'), key('s')]);
+    assert_eq!(app.selected, 1);
+    config.keys = crate::keymap::key_overrides(&[("quit", "")]).unwrap();
+    let outcome = LoadOutcome::default();
+    let err = App::new(outcome, &config).err().unwrap().to_string();
+    assert!(err.contains("quit"), "{err}");
+}
+
+#[test]
+fn engine_status_shows_until_the_user_gets_an_answer() {
+    let mut app = single_app();
+    app.on_engine_event(EngineEvent::Status {
+        message: "installing the default model…".into(),
+    });
+    let s = app.status.clone().unwrap();
+    assert!(s.from_engine && !s.is_error && s.text.starts_with("installing"));
+    app.on_engine_event(EngineEvent::Status {
+        message: "model not available: /x.gguf: no such file".into(),
+    });
+    assert!(app.status.as_ref().unwrap().is_error);
+    // A message answering a key is never replaced by the engine's chatter.
+    feed(&mut app, [key('b')]);
+    let answer = app.status.clone().unwrap();
+    assert!(answer.text.starts_with("behavior:"), "{answer:?}");
+    app.on_engine_event(EngineEvent::Status {
+        message: "model ready".into(),
+    });
+    assert_eq!(app.status.as_ref().unwrap(), &answer);
+}
+
+#[test]
+fn rollouts_of_a_superseded_job_still_join_their_trace() {
+    let (tx, rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('r')]);
+    let EngineCommand::Submit(first) = rx.try_recv().unwrap() else {
+        panic!("expected a submit")
+    };
+    assert_eq!(first.positions, vec![0, 1], "r samples positions i and i+1");
+    feed(&mut app, [key('R')]);
+    let EngineCommand::Submit(second) = rx.try_recv().unwrap() else {
+        panic!("expected a submit")
+    };
+    assert_eq!(second.positions.len(), app.sentence_count() + 1);
+    // The first job's last rollout, stored before it noticed it was superseded, is kept.
+    app.on_engine_event(EngineEvent::Rollout {
+        job: first.id,
+        rollout: Box::new(rollout(0, true)),
+    });
+    assert_eq!(app.entry().unwrap().loaded.rollouts.len(), 1);
+    // Its progress and end are not the running job's and are ignored.
+    app.on_engine_event(EngineEvent::Finished {
+        job: first.id,
+        cancelled: true,
+    });
+    assert_eq!(app.jobs.running, Some(second.id));
+    app.on_engine_event(EngineEvent::Progress {
+        job: second.id,
+        done: 2,
+        total: 8,
+        tokens_per_s: 120.0,
+    });
+    let p = app.jobs.progress.clone().unwrap();
+    assert_eq!((p.done, p.total, p.tokens_per_s), (2, 8, 120.0));
+    app.on_engine_event(EngineEvent::Finished {
+        job: second.id,
+        cancelled: false,
+    });
+    assert_eq!(app.jobs.running, None);
+    assert_eq!(
+        app.status.as_ref().unwrap().text,
+        "job ended with 2/8 rollouts"
+    );
+}
+
+#[test]
+fn an_engine_error_stays_visible_after_its_job_ends() {
+    let (tx, rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('r')]);
+    let EngineCommand::Submit(job) = rx.try_recv().unwrap() else {
+        panic!("expected a submit")
+    };
+    app.on_engine_event(EngineEvent::Error {
+        job: job.id,
+        message: "model not available: x".into(),
+    });
+    app.on_engine_event(EngineEvent::Finished {
+        job: job.id,
+        cancelled: false,
+    });
+    let s = app.status.clone().unwrap();
+    assert!(
+        s.is_error && s.text.contains("model not available"),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn gauge_shows_progress_rate_and_eta_while_a_job_runs() {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    let (tx, _rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('r')]);
+    app.jobs.progress = Some(crate::engine_hook::JobProgress::new(4, 32, 153.0, 10.0));
+    let mut term = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    crate::draw(&mut term, &mut app).unwrap();
+    let buffer = term.backend().buffer().clone();
+    let last: String = (0..120)
+        .map(|x| buffer[(x, 29)].symbol().to_string())
+        .collect();
+    assert!(last.contains("4/32 · 153 tok/s · ETA 1m10s"), "{last}");
+    assert!(last.contains("t1"), "the location stays: {last}");
+}
+
+#[test]
+fn the_explorer_pools_runs_as_stats_does() {
+    use anchorscope_core::store::runs::{append_run, runs_path_for, PoolMode, RunRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("t.rollouts.jsonl");
+    let record = |model: &str| {
+        RunRecord::start(
+            "local".into(),
+            model.into(),
+            None,
+            (0.6, 0.95),
+            Some(256),
+            BTreeMap::new(),
+            None,
+        )
+    };
+    let (a, b) = (record("model-a.gguf"), record("model-b.gguf"));
+    append_run(&runs_path_for(&store_path), &a).unwrap();
+    append_run(&runs_path_for(&store_path), &b).unwrap();
+    let tagged = |compliant: bool, seed: u64, run: &RunRecord| Rollout {
+        seed,
+        run: Some(run.id.clone()),
+        ..rollout(0, compliant)
+    };
+    let rollouts = vec![
+        tagged(true, 1, &a),
+        tagged(true, 2, &a),
+        tagged(true, 3, &a),
+        tagged(false, 4, &b),
+    ];
+    let make = |mode: PoolMode| {
+        let mut l = loaded(trace("t1", &sentences()), rollouts.clone());
+        l.store_path = store_path.clone();
+        let mut config = ExplorerSettings::default();
+        config.sampling.pool = mode;
+        App::new(
+            LoadOutcome {
+                traces: vec![l],
+                errors: Vec::new(),
+            },
+            &config,
+        )
+        .unwrap()
+    };
+    let app = make(PoolMode::Matching);
+    let entry = app.entry().unwrap();
+    let rate = entry.analysis.behavior("compliance").unwrap().positions[0];
+    assert_eq!(
+        (rate.k, rate.m),
+        (3, 3),
+        "the other model's rollout is left out"
+    );
+    let summary = entry.pool_summary().unwrap();
+    assert!(
+        summary.contains("1 of 2") && summary.contains("other model"),
+        "{summary}"
+    );
+    let app = make(PoolMode::All);
+    let rate = app
+        .entry()
+        .unwrap()
+        .analysis
+        .behavior("compliance")
+        .unwrap()
+        .positions[0];
+    assert_eq!((rate.k, rate.m), (3, 4), "mixing was asked for");
+}

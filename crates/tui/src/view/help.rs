@@ -1,0 +1,59 @@
+//! The `?` popup, generated from the live key map so it never drifts from the bindings.
+
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::Frame;
+
+use super::layout::centered;
+use super::trace::legend;
+use crate::app::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let rows = app.keymap.help_rows();
+    let key_w = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(6);
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .map(|(keys, desc)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {keys:<key_w$}  "),
+                    t.fg(t.focus).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*desc),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled(format!(" {:<key_w$}  ", "mouse"), t.fg(t.focus)),
+        Span::raw("click selects a sentence/row · wheel scrolls"),
+    ]));
+    lines.push(Line::from(""));
+    lines.push(legend(t, 80));
+    lines.push(Line::styled(
+        " keys are set in [keys] of the config file",
+        t.fg(t.muted),
+    ));
+    let width = lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 2;
+    let height = lines.len() as u16 + 2;
+    let popup = centered(area, width, height);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(Span::styled(
+                    " help · Esc closes ",
+                    t.fg(t.title).add_modifier(Modifier::BOLD),
+                ))
+                .border_style(t.border_style(true)),
+        ),
+        popup,
+    );
+}
