@@ -283,9 +283,9 @@ fn worker_runs_stores_and_tops_up_jobs_on_the_tiny_model() {
         .unwrap();
     let events = until_finished(&rx, 1);
     assert!(
-        events.iter().any(
-            |e| matches!(e, EngineEvent::Status { message } if message.contains("model ready"))
-        ),
+        events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::Status(s) if s.is_ready())),
         "{events:?}"
     );
     assert!(errors(&events).is_empty(), "{events:?}");

@@ -292,7 +292,7 @@ impl EventLog {
                         .push(self.last_rollout - self.position_started);
                 }
             }
-            EngineEvent::Status { .. } | EngineEvent::Progress { .. } => {}
+            EngineEvent::Status(_) | EngineEvent::Progress { .. } => {}
         }
     }
 }

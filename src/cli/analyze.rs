@@ -12,7 +12,7 @@ use anchorscope::config::Config;
 use anchorscope::engine::remote::client::{normalize_base, origin_of};
 use anchorscope::engine::remote::judge::model_judge;
 use anchorscope::engine::remote::EngineKind;
-use anchorscope::engine::{worker, EngineCommand, EngineEvent, Job};
+use anchorscope::engine::{worker, EngineCommand, EngineEvent, EngineStatus, Job};
 use anchorscope::store::atomic_write;
 use anchorscope::trace::SamplerSettings;
 
@@ -99,11 +99,11 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     let mut model_status = model_label;
     for event in rx.iter() {
         match event {
-            EngineEvent::Status { message } => {
-                if let Some(rest) = message.strip_prefix("model ready: ") {
-                    model_status = rest.to_string();
+            EngineEvent::Status(state) => {
+                if let EngineStatus::Ready(model) = &state {
+                    model_status = model.clone();
                 }
-                progress.say(&message);
+                progress.say(&state.to_string());
             }
             EngineEvent::Progress {
                 done,

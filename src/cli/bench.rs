@@ -52,7 +52,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         PeerArg::Python => Some(Peer::check(&args.python, &work.0)?),
         PeerArg::None => None,
     };
-    let mut status = |m: &str| eprintln!("{m}");
+    let mut status = |s: anchorscope::engine::EngineStatus| eprintln!("{s}");
     let choice = ModelChoice::parse(args.model.as_deref().unwrap_or("default"));
     let model = resolve_model(&choice, &mut status)?;
     let device = device::select(&args.device)?;

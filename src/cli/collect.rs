@@ -61,7 +61,7 @@ pub fn run(args: &CollectArgs, config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.output.display()))?;
 
     let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
-    let mut log = |m: &str| eprintln!("{m}");
+    let mut log = |s: anchorscope::engine::EngineStatus| eprintln!("{s}");
     let (mut generator, model_name, model_label, hash) = if engine.kind == EngineKind::Openai {
         let generator = OpenAiGenerator::connect(&engine, &mut log)?;
         let name = generator.client().model.clone();

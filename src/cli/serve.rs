@@ -22,7 +22,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .model
         .as_deref()
         .map_or(worker::ModelChoice::Default, worker::ModelChoice::parse);
-    let mut log = |m: &str| eprintln!("{m}");
+    let mut log = |s: anchorscope::engine::EngineStatus| eprintln!("{s}");
     let path = worker::resolve_model(&choice, &mut log)?;
     let device = device::select(&args.device)?;
     eprintln!("loading {}…", path.display());

@@ -44,10 +44,8 @@ pub struct Job {
 /// What the engine sends back, in order; every rollout is stored before it is reported.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineEvent {
-    /// The model is loading / installing / ready (shown in the status line).
-    Status {
-        message: String,
-    },
+    /// What the engine is doing (shown in the status line).
+    Status(EngineStatus),
     Rollout {
         job: JobId,
         rollout: Box<Rollout>,
@@ -66,6 +64,48 @@ pub enum EngineEvent {
         job: JobId,
         cancelled: bool,
     },
+}
+
+/// The engine's state, typed so that a UI decides how to show it without reading its text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineStatus {
+    /// Installing the model or the embedder (the text says which step).
+    Installing(String),
+    /// Loading a model or connecting to a server.
+    Loading(String),
+    /// Ready to sample: the model and where it runs.
+    Ready(String),
+    /// Sampling works but something is missing (e.g. no embedder: similarity not recorded).
+    Degraded(String),
+    /// The engine cannot sample: why.
+    Unavailable(String),
+    /// A configuration error that stops the engine (e.g. a behavior that does not compile).
+    Error(String),
+}
+
+impl EngineStatus {
+    /// Whether the UI should show it as an error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Error(_))
+    }
+
+    /// Whether the engine can take jobs.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready(_))
+    }
+}
+
+impl std::fmt::Display for EngineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Installing(what) | Self::Loading(what) | Self::Degraded(what) => {
+                f.write_str(what)
+            }
+            Self::Ready(model) => write!(f, "model ready: {model}"),
+            Self::Unavailable(why) => write!(f, "model not available: {why}"),
+            Self::Error(message) => f.write_str(message),
+        }
+    }
 }
 
 /// Commands to the engine worker.

@@ -858,16 +858,12 @@ impl App {
     /// superseded jobs are dropped.
     pub fn on_engine_event(&mut self, event: EngineEvent) {
         match event {
-            EngineEvent::Status { message } => {
-                let lower = message.to_lowercase();
-                let is_error = lower.contains("not available")
-                    || lower.contains("error")
-                    || lower.contains("failed");
+            EngineEvent::Status(state) => {
                 // Never hide a message that answers the user's last key.
                 if self.status.as_ref().is_none_or(|s| s.from_engine) {
                     self.status = Some(StatusMessage {
-                        text: message,
-                        is_error,
+                        text: state.to_string(),
+                        is_error: state.is_error(),
                         from_engine: true,
                     });
                 }

@@ -63,7 +63,7 @@ impl OpenAiGenerator {
     /// server answers and serves the model. Progress goes to `status`.
     pub fn connect(
         settings: &EngineSettings,
-        status: &mut dyn FnMut(&str),
+        status: &mut dyn FnMut(crate::EngineStatus),
     ) -> Result<Self, EngineError> {
         if settings.kind != EngineKind::Openai {
             return Err(EngineError::Other(
@@ -88,7 +88,10 @@ impl OpenAiGenerator {
             })?,
             None => ChatTemplate::for_model("", model),
         };
-        status(&format!("connecting to {}…", client.origin()));
+        status(crate::EngineStatus::Loading(format!(
+            "connecting to {}…",
+            client.origin()
+        )));
         client.check_model().map_err(remote_error)?;
         let generator = Self::new(
             client,
@@ -96,7 +99,7 @@ impl OpenAiGenerator {
             settings.n_per_request,
             settings.concurrency,
         );
-        status(&format!("model ready: {}", generator.describe()));
+        status(crate::EngineStatus::Ready(generator.describe()));
         Ok(generator)
     }
 

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use crate::embed::SentenceEmbedder;
 use crate::remote::{EngineKind, EngineSettings, JudgeSettings, OpenAiGenerator};
-use crate::{device, install, EngineCommand, EngineError, EngineEvent};
+use crate::{device, install, EngineCommand, EngineError, EngineEvent, EngineStatus};
 use anchorscope_core::behavior::{BehaviorSet, BehaviorsConfig};
 use anchorscope_core::trace::split::SplitOptions;
 
@@ -103,7 +103,7 @@ pub type Loaded = (Box<dyn Generator>, Option<Box<dyn Embedder>>);
 pub fn spawn(config: WorkerConfig, events: impl Fn(EngineEvent) + Send + 'static) -> WorkerHandle {
     let load_config = config.clone();
     spawn_with(
-        move |status: &mut dyn FnMut(&str)| load_engine(&load_config, status),
+        move |status: &mut dyn FnMut(EngineStatus)| load_engine(&load_config, status),
         config,
         events,
     )
@@ -117,27 +117,23 @@ pub fn spawn_with<L>(
     events: impl Fn(EngineEvent) + Send + 'static,
 ) -> WorkerHandle
 where
-    L: FnOnce(&mut dyn FnMut(&str)) -> Result<Loaded, EngineError> + Send + 'static,
+    L: FnOnce(&mut dyn FnMut(EngineStatus)) -> Result<Loaded, EngineError> + Send + 'static,
 {
     let (sender, rx) = mpsc::channel();
     let join = std::thread::Builder::new()
         .name("anchorscope-engine".into())
         .spawn(move || {
-            let status = |message: &str| {
-                events(EngineEvent::Status {
-                    message: message.to_string(),
-                })
-            };
+            let status = |s: EngineStatus| events(EngineEvent::Status(s));
             let behaviors = BehaviorSet::with_user(&config.behaviors)
                 .and_then(|set| with_judge(set, &config.judge, &config.engine));
-            let loaded = loader(&mut |m: &str| status(m));
-            let engine: Result<(Loaded, BehaviorSet), String> = match (loaded, behaviors) {
+            let loaded = loader(&mut |s: EngineStatus| status(s));
+            let engine: Result<(Loaded, BehaviorSet), EngineStatus> = match (loaded, behaviors) {
                 (Ok(l), Ok(b)) => Ok((l, b)),
-                (Err(e), _) => Err(format!("model not available: {e}")),
-                (_, Err(e)) => Err(format!("behaviors: {e:#}")),
+                (Err(e), _) => Err(EngineStatus::Unavailable(e.to_string())),
+                (_, Err(e)) => Err(EngineStatus::Error(format!("behaviors: {e:#}"))),
             };
-            if let Err(message) = &engine {
-                status(message);
+            if let Err(state) = &engine {
+                status(state.clone());
             }
             let mut inbox = Inbox::new(rx);
             let mut engine = engine.map(|((generator, embedder), behaviors)| {
@@ -173,10 +169,10 @@ where
                             });
                         }
                     }
-                    Err(message) => {
+                    Err(state) => {
                         events(EngineEvent::Error {
                             job: job.id,
-                            message: message.clone(),
+                            message: state.to_string(),
                         });
                         events(EngineEvent::Finished {
                             job: job.id,
@@ -209,7 +205,7 @@ fn with_judge(
 /// `[engine]` the generator is the server's and only the embedder runs here.
 pub fn load_engine(
     config: &WorkerConfig,
-    status: &mut dyn FnMut(&str),
+    status: &mut dyn FnMut(EngineStatus),
 ) -> Result<Loaded, EngineError> {
     if config.engine.kind == EngineKind::Openai {
         let generator = OpenAiGenerator::connect(&config.engine, status)?;
@@ -217,9 +213,9 @@ pub fn load_engine(
             device::select(&config.device)
                 .and_then(|device| load_embedder(&device, status))
                 .unwrap_or_else(|e| {
-                    status(&format!(
+                    status(EngineStatus::Degraded(format!(
                         "embedder unavailable ({e}); similarity is not recorded"
-                    ));
+                    )));
                     None
                 })
         } else {
@@ -233,13 +229,13 @@ pub fn load_engine(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    status(&format!("loading {name}…"));
+    status(EngineStatus::Loading(format!("loading {name}…")));
     let generator = LmGenerator::load(&path, &device)?;
-    status(&format!(
-        "model ready: {} on {}",
+    status(EngineStatus::Ready(format!(
+        "{} on {}",
         generator.describe(),
         device_name(&device)
-    ));
+    )));
     let embedder = if config.embedder {
         load_embedder(&device, status)?
     } else {
@@ -251,14 +247,16 @@ pub fn load_engine(
 /// The sentence embedder, best effort: a failure is reported and similarity is not recorded.
 fn load_embedder(
     device: &candle_core::Device,
-    status: &mut dyn FnMut(&str),
+    status: &mut dyn FnMut(EngineStatus),
 ) -> Result<Option<Box<dyn Embedder>>, EngineError> {
-    match install::ensure_embedder(status).and_then(|dir| SentenceEmbedder::load(&dir, device)) {
+    let installed =
+        install::ensure_embedder(&mut |m: &str| status(EngineStatus::Installing(m.to_string())));
+    match installed.and_then(|dir| SentenceEmbedder::load(&dir, device)) {
         Ok(e) => Ok(Some(Box::new(e))),
         Err(e) => {
-            status(&format!(
+            status(EngineStatus::Degraded(format!(
                 "embedder unavailable ({e}); similarity is not recorded"
-            ));
+            )));
             Ok(None)
         }
     }
@@ -267,15 +265,16 @@ fn load_embedder(
 /// The model file or directory for a choice (installing the default when missing).
 pub fn resolve_model(
     choice: &ModelChoice,
-    status: &mut dyn FnMut(&str),
+    status: &mut dyn FnMut(EngineStatus),
 ) -> Result<PathBuf, EngineError> {
     match choice {
         ModelChoice::Path(p) => Ok(p.clone()),
         ModelChoice::Default => {
+            let mut installing = |m: &str| status(EngineStatus::Installing(m.to_string()));
             if !install::default_model_path().exists() {
-                status("installing the default model…");
+                installing("installing the default model…");
             }
-            install::ensure_default_model(status)
+            install::ensure_default_model(&mut installing)
         }
     }
 }

@@ -331,9 +331,9 @@ fn worker_thread_latest_submit_wins() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     // The loader waits until both jobs are queued, so the order of events is fixed.
     let handle = spawn_with(
-        move |status: &mut dyn FnMut(&str)| {
+        move |status: &mut dyn FnMut(EngineStatus)| {
             go_rx.recv().unwrap();
-            status("model ready: scripted test double");
+            status(EngineStatus::Ready("scripted test double".into()));
             Ok((
                 Box::new(ScriptedGenerator::default()) as Box<dyn Generator>,
                 None,
@@ -364,9 +364,9 @@ fn worker_thread_latest_submit_wins() {
     let events = rec.all();
     assert_eq!(
         events.first(),
-        Some(&EngineEvent::Status {
-            message: "model ready: scripted test double".into()
-        })
+        Some(&EngineEvent::Status(EngineStatus::Ready(
+            "scripted test double".into()
+        )))
     );
     assert!(events.contains(&EngineEvent::Finished {
         job: 1,
@@ -385,7 +385,7 @@ fn load_error_is_reported_and_jobs_answer_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::default();
     let handle = spawn_with(
-        |_status: &mut dyn FnMut(&str)| {
+        |_status: &mut dyn FnMut(EngineStatus)| {
             Err(EngineError::Model {
                 path: "/no/model.gguf".into(),
                 message: "no such file".into(),
@@ -405,12 +405,13 @@ fn load_error_is_reported_and_jobs_answer_with_it() {
         .unwrap();
     handle.shutdown();
     let events = rec.all();
-    let EngineEvent::Status { message } = &events[0] else {
+    let EngineEvent::Status(state @ EngineStatus::Unavailable(why)) = &events[0] else {
         panic!("{events:?}")
     };
+    assert!(state.is_error());
     assert!(
-        message.contains("/no/model.gguf") && message.contains("no such file"),
-        "{message}"
+        why.contains("/no/model.gguf") && why.contains("no such file"),
+        "{why}"
     );
     assert!(
         matches!(&events[1], EngineEvent::Error { job: 4, message } if message.contains("/no/model.gguf"))
@@ -544,7 +545,7 @@ fn a_panic_in_the_generator_is_reported_and_the_worker_goes_on() {
     let store = dir.path().join("t.rollouts.jsonl");
     let rec = Recorder::default();
     let handle = spawn_with(
-        |_status: &mut dyn FnMut(&str)| {
+        |_status: &mut dyn FnMut(EngineStatus)| {
             let g = ScriptedGenerator {
                 panic_position: Some(1),
                 ..Default::default()

@@ -9,6 +9,7 @@ use super::*;
 use crate::clipboard::MemoryClipboard;
 use crate::ExplorerSettings;
 use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
+use anchorscope_engine::EngineStatus;
 
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(
@@ -380,22 +381,20 @@ fn user_key_override_applies() {
 #[test]
 fn engine_status_shows_until_the_user_gets_an_answer() {
     let mut app = single_app();
-    app.on_engine_event(EngineEvent::Status {
-        message: "installing the default model…".into(),
-    });
+    app.on_engine_event(EngineEvent::Status(EngineStatus::Installing(
+        "installing the default model…".into(),
+    )));
     let s = app.status.clone().unwrap();
     assert!(s.from_engine && !s.is_error && s.text.starts_with("installing"));
-    app.on_engine_event(EngineEvent::Status {
-        message: "model not available: /x.gguf: no such file".into(),
-    });
+    app.on_engine_event(EngineEvent::Status(EngineStatus::Unavailable(
+        "/x.gguf: no such file".into(),
+    )));
     assert!(app.status.as_ref().unwrap().is_error);
     // A message answering a key is never replaced by the engine's chatter.
     feed(&mut app, [key('b')]);
     let answer = app.status.clone().unwrap();
     assert!(answer.text.starts_with("behavior:"), "{answer:?}");
-    app.on_engine_event(EngineEvent::Status {
-        message: "model ready".into(),
-    });
+    app.on_engine_event(EngineEvent::Status(EngineStatus::Ready("m".into())));
     assert_eq!(app.status.as_ref().unwrap(), &answer);
 }
 
