@@ -71,7 +71,7 @@ fn run(
     let ctx = JobContext {
         behaviors: BehaviorSet::builtin(),
         split: SplitOptions::default(),
-        user_output_patterns: false,
+        early_stop: true,
     };
     let (_tx, rx) = mpsc::channel();
     let mut inbox = Inbox::new(rx);

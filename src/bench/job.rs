@@ -190,9 +190,8 @@ pub fn run(
     let ctx = JobContext {
         behaviors,
         split: SplitOptions::default(),
-        // Both sides must generate the full token count: this is the worker's own switch for
-        // "never stop early once the labels are decided".
-        user_output_patterns: true,
+        // Both sides must generate the full token count.
+        early_stop: false,
     };
     // The sender stays alive for the whole job: a closed channel reads as a shutdown.
     let (_commands, rx) = mpsc::channel();

@@ -19,7 +19,7 @@ use super::engine_opts::{engine_settings, model_hash, now_utc, sampler_settings}
 use super::{CollectArgs, Tier};
 
 /// The assistant's turn starts with this, so the model reasons in the scratchpad convention.
-pub const OPENER: &str = "<SCRATCHPAD_REASONING>";
+pub const OPENER: &str = anchorscope::trace::tags::SCRATCHPAD.open;
 
 /// What writes the responses: the local model or a server.
 enum Responder {

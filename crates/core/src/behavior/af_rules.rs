@@ -122,18 +122,7 @@ pub struct AfRules {
 /// are the answer, not the reasoning about it), cut after `.`, `!` or `?` followed by
 /// whitespace and at line breaks.
 pub fn judge_sentences(reasoning: &str) -> Vec<&str> {
-    const OPEN: &str = "<DRAFT_OUTPUT>";
-    const CLOSE: &str = "</DRAFT_OUTPUT>";
-    let mut pieces = Vec::new();
-    let mut rest = reasoning;
-    while let Some(at) = rest.find(OPEN) {
-        pieces.push(&rest[..at]);
-        rest = match rest[at..].find(CLOSE) {
-            Some(end) => &rest[at + end + CLOSE.len()..],
-            None => "",
-        };
-    }
-    pieces.push(rest);
+    let pieces = crate::trace::tags::outside_drafts(reasoning);
     let mut sentences = Vec::new();
     for piece in pieces {
         for line in piece.split('\n') {

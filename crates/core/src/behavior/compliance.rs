@@ -30,6 +30,21 @@ pub fn classify(parts: &ResponseParts<'_>) -> Label {
     }
 }
 
+/// Whether the label of `response` can no longer change as text is appended: the output has
+/// begun (the reasoning is closed) and already says yes or no. "Starts with" is fixed once the
+/// tag is written, and a `<rejected/>` already written stays in the output.
+pub fn is_final(response: &str) -> bool {
+    crate::trace::tags::reasoning_closed(response)
+        && matches!(
+            classify(&ResponseParts {
+                reasoning: None,
+                output: Some(crate::trace::final_output(response)),
+            })
+            .value,
+            LabelValue::Yes | LabelValue::No
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

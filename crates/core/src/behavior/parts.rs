@@ -3,10 +3,7 @@
 //! The reasoning is the inside of every `<SCRATCHPAD_REASONING>` block (or, when the response has
 //! none, every `<think>` block), joined with blank lines. A block whose closing tag is missing runs
 //! to the end of the text, because a rollout cut at the token cap is still worth judging.
-//! The output is [`crate::trace::final_output`].
-
-const SCRATCHPAD: (&str, &str) = ("<SCRATCHPAD_REASONING>", "</SCRATCHPAD_REASONING>");
-const THINK: (&str, &str) = ("<think>", "</think>");
+//! The output is [`crate::trace::final_output`]. The tags are those of `trace::tags`.
 
 /// The parts of one response that classifiers read. `None` means the part is absent (or only
 /// whitespace), which makes a classifier that needs it answer "invalid".
@@ -27,41 +24,7 @@ impl<'a> ResponseParts<'a> {
     }
 }
 
-/// The concatenated inside of all reasoning blocks; `None` when there is no block or every block
-/// is blank.
-pub fn reasoning(response: &str) -> Option<String> {
-    let blocks = match blocks(response, SCRATCHPAD) {
-        b if !b.is_empty() => b,
-        _ => blocks(response, THINK),
-    };
-    let joined = blocks
-        .iter()
-        .map(|b| b.trim())
-        .filter(|b| !b.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    (!joined.is_empty()).then_some(joined)
-}
-
-/// The insides of every `open … close` block, in order; an unclosed block runs to the end.
-fn blocks<'t>(text: &'t str, (open, close): (&str, &str)) -> Vec<&'t str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(open) {
-        let inner = &rest[i + open.len()..];
-        match inner.find(close) {
-            Some(j) => {
-                out.push(&inner[..j]);
-                rest = &inner[j + close.len()..];
-            }
-            None => {
-                out.push(inner);
-                break;
-            }
-        }
-    }
-    out
-}
+pub use crate::trace::tags::reasoning;
 
 #[cfg(test)]
 mod tests {

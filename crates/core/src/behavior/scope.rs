@@ -30,16 +30,7 @@ crate::choices!(JudgeScope { Full => "full", Continuation => "continuation" });
 /// The continuation as a response of its own: the reasoning tag that is open at the cut is
 /// reopened, so the judges find the continuation's reasoning without the kept prefix.
 pub fn continuation_response(trace: &Trace, rollout: &Rollout) -> String {
-    let prefix = trace.prefix(rollout.position);
-    let mut opened = String::new();
-    for (open, close) in [
-        ("<SCRATCHPAD_REASONING>", "</SCRATCHPAD_REASONING>"),
-        ("<think>", "</think>"),
-    ] {
-        if prefix.matches(open).count() > prefix.matches(close).count() {
-            opened.push_str(open);
-        }
-    }
+    let opened = crate::trace::tags::open_at_end(trace.prefix(rollout.position));
     format!("{opened}{}", rollout.text)
 }
 

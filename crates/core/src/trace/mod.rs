@@ -3,33 +3,12 @@
 pub mod import;
 pub mod model;
 pub mod split;
+pub mod tags;
 pub mod terminal;
 
 pub use model::*;
 
-/// The final output of a raw response: the text after the last `</SCRATCHPAD_REASONING>`
-/// (the inside of `<OUTPUT>…</OUTPUT>` when present) or after the last `</think>`, trimmed.
-/// Empty when the response has no closing reasoning tag and no `<OUTPUT>`.
-pub fn final_output(response: &str) -> &str {
-    let after = if let Some(i) = response.rfind("</SCRATCHPAD_REASONING>") {
-        &response[i + "</SCRATCHPAD_REASONING>".len()..]
-    } else if let Some(i) = response.rfind("</think>") {
-        &response[i + "</think>".len()..]
-    } else if response.contains("<OUTPUT>") {
-        response
-    } else {
-        return "";
-    };
-    if let Some(o) = after.rfind("<OUTPUT>") {
-        let inner = &after[o + "<OUTPUT>".len()..];
-        let inner = match inner.find("</OUTPUT>") {
-            Some(c) => &inner[..c],
-            None => inner,
-        };
-        return inner.trim();
-    }
-    after.trim()
-}
+pub use tags::final_output;
 
 #[cfg(test)]
 mod tests {

@@ -47,12 +47,14 @@ impl Default for SplitOptions {
     }
 }
 
-const SCRATCHPAD_OPEN: &str = "<SCRATCHPAD_REASONING>";
-const SCRATCHPAD_CLOSE: &str = "</SCRATCHPAD_REASONING>";
-const THINK_OPEN: &str = "<think>";
-const THINK_CLOSE: &str = "</think>";
-const OUTPUT_OPEN: &str = "<OUTPUT>";
-const OUTPUT_CLOSE: &str = "</OUTPUT>";
+use super::tags::{OUTPUT, SCRATCHPAD, THINK};
+
+const SCRATCHPAD_OPEN: &str = SCRATCHPAD.open;
+const SCRATCHPAD_CLOSE: &str = SCRATCHPAD.close;
+const THINK_OPEN: &str = THINK.open;
+const THINK_CLOSE: &str = THINK.close;
+const OUTPUT_OPEN: &str = OUTPUT.open;
+const OUTPUT_CLOSE: &str = OUTPUT.close;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TagKind {

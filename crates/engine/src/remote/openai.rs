@@ -24,7 +24,7 @@ use super::retry::RemoteError;
 use super::settings::{EngineKind, EngineSettings};
 
 /// End of the final output in the scratchpad convention (the local engine stops there too).
-const END_OF_OUTPUT: &str = "</OUTPUT>";
+const END_OF_OUTPUT: &str = anchorscope_core::trace::tags::OUTPUT.close;
 
 /// How often the job's cancel flag is checked while requests are in flight.
 const POLL: Duration = Duration::from_millis(100);
@@ -189,7 +189,7 @@ fn sampled_of(reply: Completion, seeds: &[u64]) -> Vec<Sampled> {
 
 /// Whether a trace uses the scratchpad convention (then `</OUTPUT>` ends a rollout).
 fn is_scratchpad(trace: &Trace) -> bool {
-    trace.response.contains("<SCRATCHPAD_REASONING>") || trace.response.contains("<OUTPUT>")
+    anchorscope_core::trace::tags::uses_output_tags(&trace.response)
 }
 
 type Reply = (Vec<u64>, Result<Completion, RemoteError>);

@@ -21,7 +21,7 @@ use anchorscope_core::trace::{FinishReason, Message, SamplerSettings, Trace};
 use super::job::{Control, Generator, GroupControl, OneSlot, Sampled};
 
 /// End of the final output in the scratchpad convention: a rollout is complete there.
-const END_OF_OUTPUT: &str = "</OUTPUT>";
+const END_OF_OUTPUT: &str = anchorscope_core::trace::tags::OUTPUT.close;
 
 /// A loaded model with its tokenizer and chat template.
 pub struct LmGenerator {

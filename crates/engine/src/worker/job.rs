@@ -13,9 +13,8 @@ use anchorscope_core::behavior::BehaviorSet;
 use anchorscope_core::store::runs::{append_run, runs_path_for, RunRecord};
 use anchorscope_core::store::{read_store, RolloutWriter};
 use anchorscope_core::trace::split::{first_sentence, SplitOptions};
+use anchorscope_core::trace::tags;
 use anchorscope_core::trace::{FinishReason, Rollout, SamplerSettings, Trace};
-
-use super::decide;
 
 /// A finished continuation as the generator hands it over (before labels and storage).
 #[derive(Clone, Debug, PartialEq)]
@@ -197,8 +196,9 @@ impl Embedder for crate::embed::SentenceEmbedder {
 pub struct JobContext {
     pub behaviors: BehaviorSet,
     pub split: SplitOptions,
-    /// Some user behavior reads the output: never stop early.
-    pub user_output_patterns: bool,
+    /// Stop a row once the behavior set says every label is final (`labels_final`). Off for
+    /// the benchmark, where both sides must generate the full token count.
+    pub early_stop: bool,
 }
 
 /// Commands that arrive while a job runs: cancel it, supersede it (latest wins), shut down.
@@ -596,18 +596,14 @@ impl GroupControl for JobControl<'_> {
             return false;
         };
         // Cheap gate first: the reasoning can only close in the continuation (the prefix is cut
-        // inside it), and a compliance tag must have been written.
-        let closes =
-            continuation.contains("</SCRATCHPAD_REASONING>") || continuation.contains("</think>");
-        let tagged = continuation.contains("<rejected/>")
-            || continuation.contains("<request_fully_accepted/>");
-        if !closes || !tagged {
+        // inside it); until then no label is final.
+        if !self.ctx.early_stop || !tags::closes_reasoning(continuation) {
             return false;
         }
         let mut response = String::with_capacity(prefix.len() + continuation.len());
         response.push_str(prefix);
         response.push_str(continuation);
-        decide::is_decided(&response, self.ctx.user_output_patterns)
+        self.ctx.behaviors.labels_final(&response)
     }
 
     fn finished(&mut self, slot: usize, sampled: Sampled) -> Result<(), EngineError> {

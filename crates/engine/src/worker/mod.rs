@@ -8,7 +8,6 @@
 //! - A model that fails to load is reported as a Status event; the worker keeps answering jobs
 //!   with that error, so the explorer keeps running.
 
-pub mod decide;
 pub mod generate;
 pub mod job;
 #[cfg(test)]
@@ -140,7 +139,7 @@ where
                 let ctx = JobContext {
                     behaviors,
                     split: config.split.clone(),
-                    user_output_patterns: decide::has_output_patterns(&config.behaviors),
+                    early_stop: true,
                 };
                 (generator, embedder, ctx)
             });

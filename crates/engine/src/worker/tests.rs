@@ -43,7 +43,7 @@ fn ctx(behaviors: BehaviorsConfig) -> JobContext {
     JobContext {
         behaviors: BehaviorSet::with_user(&behaviors).unwrap(),
         split: SplitOptions::default(),
-        user_output_patterns: decide::has_output_patterns(&behaviors),
+        early_stop: true,
     }
 }
 

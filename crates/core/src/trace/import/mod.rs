@@ -426,12 +426,5 @@ pub(crate) fn tier_from(field: Option<&Value>, prompt: &[Message]) -> Option<Str
 
 /// The reasoning style a response uses, from its tags.
 pub(crate) fn detect_style(response: &str) -> super::model::ReasoningStyle {
-    use super::model::ReasoningStyle;
-    if response.contains("<SCRATCHPAD_REASONING>") {
-        ReasoningStyle::Scratchpad
-    } else if response.contains("<think>") || response.contains("</think>") {
-        ReasoningStyle::Think
-    } else {
-        ReasoningStyle::Plain
-    }
+    super::tags::style_of(response)
 }

@@ -144,7 +144,7 @@ pub fn load(dir: &Path, opts: &SplitOptions) -> Result<SourcedTrace, ImportError
 
     let mut trace = Trace::new(trace_id(dir), prompt, response);
     trace.source = SourceKind::ThoughtAnchors;
-    trace.reasoning_style = if trace.response.contains("</think>") {
+    trace.reasoning_style = if trace.response.contains(crate::trace::tags::THINK.close) {
         ReasoningStyle::Think
     } else {
         ReasoningStyle::Plain
