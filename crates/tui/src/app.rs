@@ -858,16 +858,15 @@ impl App {
     /// superseded jobs are dropped.
     pub fn on_engine_event(&mut self, event: EngineEvent) {
         match event {
-            EngineEvent::Status(state) => {
-                // Never hide a message that answers the user's last key.
-                if self.status.as_ref().is_none_or(|s| s.from_engine) {
-                    self.status = Some(StatusMessage {
-                        text: state.to_string(),
-                        is_error: state.is_error(),
-                        from_engine: true,
-                    });
-                }
+            // Never hide a message that answers the user's last key.
+            EngineEvent::Status(state) if self.status.as_ref().is_none_or(|s| s.from_engine) => {
+                self.status = Some(StatusMessage {
+                    text: state.to_string(),
+                    is_error: state.is_error(),
+                    from_engine: true,
+                });
             }
+            EngineEvent::Status(_) => {}
             EngineEvent::Rollout { job, rollout } => {
                 let Some(&index) = self.jobs.trace_of.get(&job) else {
                     return;

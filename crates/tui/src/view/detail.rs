@@ -2,8 +2,6 @@
 //! importance with its 95% interval, side metrics, replacement sentences grouped with counts,
 //! and a few rollouts. Undefined numbers read "n/a", never 0.
 
-use std::collections::BTreeMap;
-
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -13,6 +11,7 @@ use ratatui::Frame;
 use super::trace::Mark;
 use super::wrap::truncate;
 use crate::app::{App, Pane};
+use anchorscope_core::analysis::groups;
 use anchorscope_core::analysis::{
     BehaviorAnalysis, Difference, ImportanceKind, MetricSource, Rate,
 };
@@ -159,61 +158,6 @@ fn classifier_note(rollouts: &[Rollout], behavior: &str) -> Option<String> {
     }
 }
 
-/// Replacement sentences at a position grouped by trimmed text: (text, count, k, m).
-pub fn replacement_groups(
-    rollouts: &[Rollout],
-    position: usize,
-    behavior: &str,
-) -> Vec<(String, usize, u32, u32)> {
-    let mut groups: BTreeMap<String, (usize, u32, u32)> = BTreeMap::new();
-    for r in rollouts.iter().filter(|r| r.position == position) {
-        let g = groups.entry(r.replacement.trim().to_string()).or_default();
-        g.0 += 1;
-        match r.label(behavior) {
-            Some(LabelValue::Yes) => {
-                g.1 += 1;
-                g.2 += 1
-            }
-            Some(LabelValue::No) => g.2 += 1,
-            _ => {}
-        }
-    }
-    let mut out: Vec<(String, usize, u32, u32)> = groups
-        .into_iter()
-        .map(|(t, (c, k, m))| (t, c, k, m))
-        .collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out
-}
-
-/// The rollouts at a position split by the meaning of T_i against S_i: (count, k, m) of those
-/// with similarity ≥ `threshold` (same meaning) and below it (different: the counterfactual set).
-/// None when no rollout there has a similarity (no embedder, or the last position).
-pub fn similarity_split(
-    rollouts: &[Rollout],
-    position: usize,
-    behavior: &str,
-    threshold: f32,
-) -> Option<[(usize, u32, u32); 2]> {
-    let mut out = [(0usize, 0u32, 0u32); 2];
-    let mut any = false;
-    for r in rollouts.iter().filter(|r| r.position == position) {
-        let Some(sim) = r.similarity else { continue };
-        any = true;
-        let g = &mut out[usize::from(sim < threshold)];
-        g.0 += 1;
-        match r.label(behavior) {
-            Some(LabelValue::Yes) => {
-                g.1 += 1;
-                g.2 += 1
-            }
-            Some(LabelValue::No) => g.2 += 1,
-            _ => {}
-        }
-    }
-    any.then_some(out)
-}
-
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Pane::Detail;
     let block = Block::bordered()
@@ -344,7 +288,7 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     }
 
     // Replacement sentences: sampled rollouts first, else the imported list (no labels).
-    let groups = replacement_groups(&entry.loaded.rollouts, i, &name);
+    let groups = groups::replacement_groups(&entry.loaded.rollouts, i, &name);
     let imported_repl: Vec<String> = trace
         .imported
         .iter()
@@ -359,34 +303,34 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             head,
         ));
         let threshold = app.analysis_options().similarity_threshold;
-        if let Some(split) = similarity_split(&entry.loaded.rollouts, i, &name, threshold) {
-            let what = [
-                format!("same meaning as S_{i} (cos ≥ {threshold:.2})"),
-                format!("different meaning (cos < {threshold:.2})"),
+        if let Some(split) = groups::meaning_split(&entry.loaded.rollouts, i, &name, threshold) {
+            let rows = [
+                (
+                    split.same,
+                    format!("same meaning as S_{i} (cos ≥ {threshold:.2})"),
+                ),
+                (
+                    split.different,
+                    format!("different meaning (cos < {threshold:.2})"),
+                ),
             ];
-            for ((count, k, m), what) in split.iter().zip(what) {
+            for (count, what) in rows {
                 lines.push(Line::from(vec![
-                    Span::styled(format!("{count:>3}× "), muted),
-                    Span::raw(format!("{:<5} ", fmt_opt(Rate::new(*k, *m).value()))),
+                    Span::styled(format!("{:>3}× ", count.rollouts), muted),
+                    Span::raw(format!("{:<5} ", fmt_opt(count.rate.value()))),
                     Span::styled(what, muted),
                 ]));
             }
         }
-        for (text, count, k, m) in groups.iter().take(GROUPS_SHOWN) {
-            let rate = Rate::new(*k, *m).value();
+        for group in groups.iter().take(GROUPS_SHOWN) {
             lines.push(Line::from(vec![
-                Span::styled(format!("{count:>3}× "), muted),
-                Span::raw(format!("{:<5} ", fmt_opt(rate))),
-                Span::raw(truncate(text, text_w)),
+                Span::styled(format!("{:>3}× ", group.count.rollouts), muted),
+                Span::raw(format!("{:<5} ", fmt_opt(group.count.rate.value()))),
+                Span::raw(truncate(&group.text, text_w)),
             ]));
         }
     } else if !imported_repl.is_empty() {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &imported_repl {
-            *counts.entry(r.trim().to_string()).or_default() += 1;
-        }
-        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let v = groups::text_counts(imported_repl.iter().map(String::as_str));
         lines.push(Line::styled(
             format!("replacements (imported, {} distinct, unlabeled)", v.len()),
             head,
@@ -529,56 +473,10 @@ mod tests {
 }
 
 #[cfg(test)]
-mod similarity_tests {
-    use super::*;
-    use anchorscope_core::trace::{FinishReason, Label};
-
-    fn rollout(position: usize, similarity: Option<f32>, yes: bool) -> Rollout {
-        let mut labels = BTreeMap::new();
-        labels.insert(
-            "compliance".to_string(),
-            Label {
-                value: if yes { LabelValue::Yes } else { LabelValue::No },
-                classifier: "compliance-tag".into(),
-                version: "1".into(),
-                evidence: None,
-            },
-        );
-        Rollout {
-            position,
-            seed: 0,
-            replacement: "x".into(),
-            text: "x".into(),
-            tokens: 1,
-            finish: FinishReason::Stop,
-            labels,
-            similarity,
-            run: None,
-        }
-    }
-
-    #[test]
-    fn split_by_meaning_with_each_group_rate() {
-        let rs = vec![
-            rollout(2, Some(0.95), true),
-            rollout(2, Some(0.85), false),
-            rollout(2, Some(0.30), true),
-            rollout(2, None, true),
-            rollout(3, Some(0.10), false),
-        ];
-        assert_eq!(
-            similarity_split(&rs, 2, "compliance", 0.8),
-            Some([(2, 1, 2), (1, 1, 1)])
-        );
-        assert_eq!(similarity_split(&rs, 5, "compliance", 0.8), None);
-        assert_eq!(similarity_split(&rs[3..4], 2, "compliance", 0.8), None);
-    }
-}
-
-#[cfg(test)]
 mod judge_tests {
     use super::*;
     use anchorscope_core::trace::{FinishReason, Label};
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_rule_judge_yes_lists_its_criteria_sentences() {
