@@ -8,12 +8,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::wire::{ApiError, Finish, GenParams, Prompt};
+use crate::engine::decode::{Decoder, Ended, Row, Start, StopRule};
 use crate::engine::lm::Prefix;
-use crate::engine::sampler::{rollout_seed, sample_token, splitmix64, Rng};
-use crate::engine::tokenizer::{TextTokenizer, TokenStream};
+use crate::engine::sampler::{rollout_seed, splitmix64};
+use crate::engine::tokenizer::TextTokenizer;
 use crate::engine::worker::LmGenerator;
 use crate::engine::EngineError;
 use crate::trace::Message;
@@ -245,8 +246,8 @@ impl Engine {
         Ok((prefix, logits, base))
     }
 
-    /// Decode one row per seed from `prefix` together, as the worker's decode loop does;
-    /// `None` when the client went away meanwhile.
+    /// Decode one row per seed from `prefix` together, in the decode session the worker uses
+    /// (`engine::decode`), with the API's stop rule; `None` when the client went away meanwhile.
     fn decode(
         &self,
         prefix: &Prefix,
@@ -255,86 +256,33 @@ impl Engine {
         params: &GenParams,
         gone: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Vec<Choice>>, EngineError> {
-        let lm = &self.generator.lm;
-        let tok = &self.generator.tokenizer;
-        let mut done: Vec<Option<Choice>> = vec![None; seeds.len()];
-        // Rows still decoding: (choice index, state).
-        let mut rows: Vec<(usize, RowState)> = seeds
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| (i, RowState::new(s)))
-            .collect();
-        let first = logits
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
-        let mut next: Vec<u32> = rows
-            .iter_mut()
-            .map(|(_, r)| sample_token(&first, params.temperature, params.top_p, &mut r.rng))
-            .collect();
-        let mut batch = lm.batch(prefix, rows.len())?;
-        let mut step = 0;
-        loop {
-            let mut keep = vec![true; rows.len()];
-            for (k, (index, row)) in rows.iter_mut().enumerate() {
-                let token = next[k];
-                let finish = if self.eos.contains(&token) {
-                    Some(Finish::Stop)
-                } else {
-                    row.tokens.push(token);
-                    row.stream.push(tok, &row.tokens)?;
-                    if row.stream.cut_at_stop(&params.stop) {
-                        Some(Finish::Stop)
-                    } else if row.tokens.len() >= params.max_tokens {
-                        Some(Finish::Length)
-                    } else {
-                        None
-                    }
-                };
-                if let Some(mut finish) = finish {
-                    keep[k] = false;
-                    if finish == Finish::Length || self.eos.contains(&token) {
-                        row.stream.flush(tok, &row.tokens)?;
-                        // The held-back tail of the last character may complete a stop string.
-                        if row.stream.cut_at_stop(&params.stop) {
-                            finish = Finish::Stop;
-                        }
-                    }
-                    done[*index] = Some(Choice {
-                        text: std::mem::take(&mut row.stream.decoded.text),
-                        finish,
-                        tokens: row.tokens.len(),
-                    });
-                }
-            }
-            if keep.iter().any(|k| !k) {
-                let mut flags = keep.iter();
-                rows.retain(|_| *flags.next().unwrap_or(&false));
-                let mut flags = keep.iter();
-                next.retain(|_| *flags.next().unwrap_or(&false));
-                if rows.is_empty() {
-                    break;
-                }
-                batch.retain(&keep)?;
-            }
-            step += 1;
-            if step % DISCONNECT_CHECK_EVERY == 0 && gone() {
-                return Ok(None);
-            }
-            let logits = lm.step(&mut batch, &next)?;
-            let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            for (k, (_, row)) in rows.iter_mut().enumerate() {
-                let l = logits.get(k).ok_or_else(|| {
-                    EngineError::Other(format!(
-                        "the model returned {} rows of logits for {} rows",
-                        logits.len(),
-                        k + 1
-                    ))
-                })?;
-                next[k] = sample_token(l, params.temperature, params.top_p, &mut row.rng);
-            }
+        let decoder = Decoder {
+            lm: &self.generator.lm,
+            tokenizer: &self.generator.tokenizer,
+            eos: &self.eos,
+            mask_eos: false,
+            temperature: params.temperature,
+            top_p: params.top_p,
+        };
+        let start = Start {
+            slot: 0,
+            prefix: prefix.clone(),
+            logits: logits.clone(),
+            seeds: seeds.to_vec(),
+        };
+        let mut rule = ApiRule {
+            tokenizer: &self.generator.tokenizer,
+            params,
+            gone,
+            searched: vec![StopSearch::default(); seeds.len()],
+            done: vec![None; seeds.len()],
+            steps: 0,
+        };
+        if decoder.run(vec![start], &mut rule)? == Ended::Early {
+            return Ok(None);
         }
-        done.into_iter()
+        rule.done
+            .into_iter()
             .enumerate()
             .map(|(i, c)| c.ok_or_else(|| EngineError::Other(format!("choice {i} never finished"))))
             .collect::<Result<Vec<_>, _>>()
@@ -342,42 +290,47 @@ impl Engine {
     }
 }
 
-struct RowState {
-    rng: Rng,
-    tokens: Vec<u32>,
-    stream: TextStream,
+/// The API's stop rule: a choice ends at an end-of-text token, before the earliest stop
+/// string, or at `max_tokens`; every few steps the client is checked and, gone, the session
+/// ends early.
+struct ApiRule<'a> {
+    tokenizer: &'a TextTokenizer,
+    params: &'a GenParams,
+    gone: &'a mut dyn FnMut() -> bool,
+    /// Per row: how far its text was searched for stop strings.
+    searched: Vec<StopSearch>,
+    done: Vec<Option<Choice>>,
+    steps: usize,
 }
 
-impl RowState {
-    fn new(seed: u64) -> Self {
-        RowState {
-            rng: Rng::new(seed),
-            tokens: Vec::new(),
-            stream: TextStream::default(),
+impl ApiRule<'_> {
+    /// Cut the row's text before the earliest stop string it now holds; whether one was found.
+    fn cut_at_stop(&mut self, row: &mut Row) -> bool {
+        self.searched
+            .get_mut(row.index)
+            .is_some_and(|s| s.cut(&mut row.stream.text, &self.params.stop))
+    }
+
+    /// Flush the held-back tail (the last character's bytes): it may complete a stop string.
+    fn flush_then(&mut self, row: &mut Row, otherwise: Finish) -> Finish {
+        if row.stream.flush(self.tokenizer, &row.tokens).is_ok() && self.cut_at_stop(row) {
+            Finish::Stop
+        } else {
+            otherwise
         }
     }
 }
 
-/// A row's text as it is decoded ([`TokenStream`]), searched for stop strings as it grows.
-#[derive(Default)]
-struct TextStream {
-    decoded: TokenStream,
-    /// Bytes of the text already searched for stop strings (minus an overlap).
+/// A growing text searched for stop strings without searching it all again at every token.
+#[derive(Clone, Copy, Debug, Default)]
+struct StopSearch {
+    /// Bytes of the text already searched (minus an overlap as long as the longest stop).
     searched: usize,
 }
 
-impl TextStream {
-    fn push(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
-        self.decoded.push(tok, tokens)
-    }
-
-    fn flush(&mut self, tok: &TextTokenizer, tokens: &[u32]) -> Result<(), EngineError> {
-        self.decoded.flush(tok, tokens)
-    }
-
-    /// Cut the text before the earliest stop string it now holds; whether one was found.
-    fn cut_at_stop(&mut self, stops: &[String]) -> bool {
-        let text = &mut self.decoded.text;
+impl StopSearch {
+    /// Cut `text` before the earliest stop string it now holds; whether one was found.
+    fn cut(&mut self, text: &mut String, stops: &[String]) -> bool {
         match earliest_stop(text, self.searched, stops) {
             Some(at) => {
                 text.truncate(at);
@@ -390,6 +343,40 @@ impl TextStream {
                 false
             }
         }
+    }
+}
+
+impl StopRule<Finish> for ApiRule<'_> {
+    fn after_token(&mut self, row: &mut Row) -> Option<Finish> {
+        if self.cut_at_stop(row) {
+            Some(Finish::Stop)
+        } else if row.tokens.len() >= self.params.max_tokens {
+            Some(self.flush_then(row, Finish::Length))
+        } else {
+            None
+        }
+    }
+
+    fn end_of_text(&mut self, row: &mut Row) -> Finish {
+        self.flush_then(row, Finish::Stop)
+    }
+
+    fn finished(&mut self, row: Row, finish: Finish) -> Result<(), EngineError> {
+        let index = row.index;
+        let choice = Choice {
+            tokens: row.tokens.len(),
+            text: row.stream.text,
+            finish,
+        };
+        if let Some(slot) = self.done.get_mut(index) {
+            *slot = Some(choice);
+        }
+        Ok(())
+    }
+
+    fn proceed(&mut self) -> bool {
+        self.steps += 1;
+        !(self.steps % DISCONNECT_CHECK_EVERY == 0 && (self.gone)())
     }
 }
 
@@ -492,13 +479,13 @@ mod tests {
 
     #[test]
     fn stream_cut_keeps_text_before_a_stop_spanning_two_pushes() {
-        let mut s = TextStream::default();
-        s.decoded.text = "hello EN".into();
+        let mut s = StopSearch::default();
+        let mut text = "hello EN".to_string();
         let stops = vec!["END".to_string()];
-        assert!(!s.cut_at_stop(&stops));
-        s.decoded.text.push_str("D and more");
-        assert!(s.cut_at_stop(&stops));
-        assert_eq!(s.decoded.text, "hello ");
+        assert!(!s.cut(&mut text, &stops));
+        text.push_str("D and more");
+        assert!(s.cut(&mut text, &stops));
+        assert_eq!(text, "hello ");
     }
 
     #[test]

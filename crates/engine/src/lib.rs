@@ -4,6 +4,7 @@
 //! sit behind the same channel.
 
 pub mod chat;
+pub mod decode;
 pub mod device;
 pub mod embed;
 pub mod error;

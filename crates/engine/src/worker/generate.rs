@@ -8,13 +8,12 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use rayon::prelude::*;
+use candle_core::{Device, Tensor};
 
 use crate::chat::ChatTemplate;
+use crate::decode::{Decoder, Row, Start, StopRule};
 use crate::lm::{Batch, Lm, Prefix};
-use crate::sampler::{sample_token, Rng};
-use crate::tokenizer::{TextTokenizer, TokenStream};
+use crate::tokenizer::TextTokenizer;
 use crate::EngineError;
 use anchorscope_core::trace::{FinishReason, Message, SamplerSettings, Trace};
 
@@ -233,8 +232,8 @@ impl LmGenerator {
         self.decode_group(vec![start], settings, &mut OneSlot(control))
     }
 
-    /// Decode the rows of every start together: one batch whose rows are grouped by the
-    /// prefix they continue, so each decoding step reads the weights once for all of them.
+    /// Decode the rows of every start together (the one decode session, `crate::decode`),
+    /// with the rollout stop rule: the end of the output, the token cap, or labels already final.
     fn decode_group(
         &self,
         starts: Vec<Start>,
@@ -242,116 +241,36 @@ impl LmGenerator {
         control: &mut dyn GroupControl,
     ) -> Result<(), EngineError> {
         let max_new = settings.max_new_tokens as usize;
-        let mut rows: Vec<Row> = Vec::new();
-        let mut next: Vec<u32> = Vec::new();
-        for start in &starts {
-            let mut first = start
-                .logits
-                .flatten_all()?
-                .to_dtype(DType::F32)?
-                .to_vec1::<f32>()?;
-            self.mask_stops(&mut first);
-            for &seed in &start.seeds {
-                let mut rng = Rng::new(seed);
-                next.push(sample_token(
-                    &first,
-                    settings.temperature,
-                    settings.top_p,
-                    &mut rng,
-                ));
-                rows.push(Row {
-                    slot: start.slot,
-                    seed,
-                    rng,
-                    tokens: Vec::new(),
-                    stream: TokenStream::default(),
-                });
-            }
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
         if max_new == 0 {
-            for row in rows {
-                let slot = row.slot;
-                control.finished(slot, row.finish(FinishReason::Length))?;
+            for start in starts {
+                for seed in start.seeds {
+                    let empty = Sampled {
+                        seed,
+                        text: String::new(),
+                        tokens: 0,
+                        finish: FinishReason::Length,
+                    };
+                    control.finished(start.slot, empty)?;
+                }
             }
             return Ok(());
         }
-        let groups: Vec<(&Prefix, usize)> =
-            starts.iter().map(|s| (&s.prefix, s.seeds.len())).collect();
-        let mut batch = self.lm.batch_of(&groups)?;
-        loop {
-            control.tokens(rows.len());
-            let mut keep = vec![true; rows.len()];
-            let mut finished = Vec::new();
-            for (k, row) in rows.iter_mut().enumerate() {
-                let token = next[k];
-                let reason = if self.eos.contains(&token) && !self.ignore_stops {
-                    Some(FinishReason::Stop)
-                } else {
-                    row.tokens.push(token);
-                    row.stream.push(&self.tokenizer, &row.tokens)?;
-                    if self.ignore_stops {
-                        (row.tokens.len() >= max_new).then_some(FinishReason::Length)
-                    } else if let Some(end) = row.stream.text.find(END_OF_OUTPUT) {
-                        row.stream.text.truncate(end + END_OF_OUTPUT.len());
-                        Some(FinishReason::Stop)
-                    } else if row.tokens.len() >= max_new {
-                        Some(FinishReason::Length)
-                    } else if control.decided(row.slot, &row.stream.text) {
-                        Some(FinishReason::Decided)
-                    } else {
-                        None
-                    }
-                };
-                if let Some(reason) = reason {
-                    keep[k] = false;
-                    finished.push((k, reason));
-                }
-            }
-            // Remove finished rows (back to front keeps indices valid), then report them.
-            let mut done = Vec::new();
-            for &(k, reason) in finished.iter().rev() {
-                let mut row = rows.remove(k);
-                next.remove(k);
-                row.stream.flush(&self.tokenizer, &row.tokens)?;
-                done.push((row.slot, row.finish(reason)));
-            }
-            for (slot, sampled) in done.into_iter().rev() {
-                control.finished(slot, sampled)?;
-            }
-            if rows.is_empty() || control.cancelled() {
-                return Ok(());
-            }
-            if keep.iter().any(|k| !k) {
-                batch.retain(&keep)?;
-            }
-            let logits = self.lm.step(&mut batch, &next)?;
-            let mut logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            for l in logits.iter_mut() {
-                self.mask_stops(l);
-            }
-            if logits.len() != rows.len() {
-                return Err(EngineError::Other(format!(
-                    "the model returned {} rows of logits for {} rows",
-                    logits.len(),
-                    rows.len()
-                )));
-            }
-            next = sample_rows(&logits, &mut rows, settings);
-        }
-    }
-
-    /// With `ignore_stops`, end-of-sequence tokens get no probability.
-    fn mask_stops(&self, logits: &mut [f32]) {
-        if self.ignore_stops {
-            for &id in &self.eos {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-        }
+        let decoder = Decoder {
+            lm: &self.lm,
+            tokenizer: &self.tokenizer,
+            eos: &self.eos,
+            mask_eos: self.ignore_stops,
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+        };
+        let mut rule = RolloutRule {
+            control,
+            tokenizer: &self.tokenizer,
+            max_new,
+            ignore_stops: self.ignore_stops,
+        };
+        decoder.run(starts, &mut rule)?;
+        Ok(())
     }
 
     /// One response to `messages`, the assistant's turn seeded with `opener` (e.g.
@@ -493,27 +412,6 @@ fn cpu_group_budget() -> usize {
 const MAX_GROUP_ROWS_CPU: usize = 128;
 const MAX_GROUP_ROWS_GPU: usize = 512;
 
-/// Where the rows of one position start: its prefix cache, the next-token logits after it,
-/// and one seed per row.
-struct Start {
-    slot: usize,
-    prefix: Prefix,
-    logits: Tensor,
-    seeds: Vec<u64>,
-}
-
-/// The next token of every row (top-p over its logits with its own generator). Rows are
-/// independent, so they are sampled on the shared thread pool: the softmax over a
-/// 50 000-token vocabulary per row is otherwise a serial tail after every decoding step.
-fn sample_rows(logits: &[Vec<f32>], rows: &mut [Row], settings: &SamplerSettings) -> Vec<u32> {
-    let (t, p) = (settings.temperature, settings.top_p);
-    rows.par_iter_mut()
-        .zip(logits.par_iter())
-        .with_min_len(4)
-        .map(|(r, l)| sample_token(l, t, p, &mut r.rng))
-        .collect()
-}
-
 /// The cache and next-token logits of `tokens` (not empty) without any reuse.
 fn from_scratch(lm: &Lm, tokens: &[u32]) -> Result<(Prefix, Tensor), EngineError> {
     let (head, last) = tokens.split_at(tokens.len() - 1);
@@ -547,23 +445,55 @@ impl Control for CollectOne {
     }
 }
 
-struct Row {
-    /// The slot (position) of the group this row continues.
-    slot: usize,
-    seed: u64,
-    rng: Rng,
-    tokens: Vec<u32>,
-    stream: TokenStream,
+/// The rollout stop rule: a row ends at the end of the final output (`</OUTPUT>`, kept), at
+/// the token cap, or once the caller says its labels are final; without stops (benchmarks) only
+/// at the cap.
+struct RolloutRule<'c, 't> {
+    control: &'c mut dyn GroupControl,
+    tokenizer: &'t TextTokenizer,
+    max_new: usize,
+    ignore_stops: bool,
 }
 
-impl Row {
-    fn finish(self, finish: FinishReason) -> Sampled {
-        Sampled {
-            seed: self.seed,
-            text: self.stream.text,
-            tokens: self.tokens.len() as u32,
-            finish,
+impl StopRule<FinishReason> for RolloutRule<'_, '_> {
+    fn sampled(&mut self, rows: usize) {
+        self.control.tokens(rows);
+    }
+
+    fn after_token(&mut self, row: &mut Row) -> Option<FinishReason> {
+        let at_cap = row.tokens.len() >= self.max_new;
+        if self.ignore_stops {
+            return at_cap.then_some(FinishReason::Length);
         }
+        if let Some(end) = row.stream.text.find(END_OF_OUTPUT) {
+            row.stream.text.truncate(end + END_OF_OUTPUT.len());
+            Some(FinishReason::Stop)
+        } else if at_cap {
+            Some(FinishReason::Length)
+        } else if self.control.decided(row.slot, &row.stream.text) {
+            Some(FinishReason::Decided)
+        } else {
+            None
+        }
+    }
+
+    fn end_of_text(&mut self, _row: &mut Row) -> FinishReason {
+        FinishReason::Stop
+    }
+
+    fn finished(&mut self, mut row: Row, finish: FinishReason) -> Result<(), EngineError> {
+        row.stream.flush(self.tokenizer, &row.tokens)?;
+        let sampled = Sampled {
+            seed: row.seed,
+            text: row.stream.text,
+            tokens: row.tokens.len() as u32,
+            finish,
+        };
+        self.control.finished(row.slot, sampled)
+    }
+
+    fn proceed(&mut self) -> bool {
+        !self.control.cancelled()
     }
 }
 
