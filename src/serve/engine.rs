@@ -376,7 +376,7 @@ impl StopRule<Finish> for ApiRule<'_> {
 
     fn proceed(&mut self) -> bool {
         self.steps += 1;
-        !(self.steps % DISCONNECT_CHECK_EVERY == 0 && (self.gone)())
+        !(self.steps.is_multiple_of(DISCONNECT_CHECK_EVERY) && (self.gone)())
     }
 }
 
