@@ -378,3 +378,158 @@ fn serve_start_errors_name_the_model_or_the_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+/// Raw bytes on a fresh connection; the whole answer (the server closes after it).
+fn raw_exchange(port: u16, raw: &[u8]) -> serve_support::Reply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("an answer, then close");
+    serve_support::parse_reply(&answer)
+}
+
+#[test]
+fn serve_survives_the_attacks_that_took_it_down() {
+    // A few slots, so that leaking them would show within a handful of requests.
+    let server = Server::start(&["--max-connections", "8"], &[]);
+    let port = server.port;
+    // A chunk size of 2^64 - 1 after a first chunk: once a panic that leaked a slot.
+    for _ in 0..24 {
+        let raw = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nffffffffffffffff\r\nxyz"
+        );
+        expect_error(&raw_exchange(port, raw.as_bytes()), 413);
+    }
+    // Content-Length twice, or with chunked: refused and closed.
+    for framing in [
+        "Content-Length: 2\r\nContent-Length: 2\r\n",
+        "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let raw =
+            format!("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{framing}\r\n{{}}");
+        let reply = raw_exchange(port, raw.as_bytes());
+        expect_error(&reply, 400);
+        assert_eq!(reply.header("connection"), Some("close"));
+    }
+    // Every slot is still there: health checks and a generation answer.
+    for _ in 0..16 {
+        assert_eq!(server.get("/health").status, 200);
+    }
+    let ok = completion(&server, json!({"prompt": "hello", "max_tokens": 2}));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[test]
+fn serve_idle_sockets_cannot_hold_every_slot() {
+    let server = Server::start(&["--max-connections", "8"], &[]);
+    // Take every slot with sockets that never send a byte.
+    let idle: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    // Under pressure idle connections are closed within about a second: a health check gets
+    // through well before the 30 s idle timeout.
+    // A refused attempt (503, or a reset while the server closes) is retried.
+    let try_health = || -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        let raw = format!(
+            "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            server.port
+        );
+        s.write_all(raw.as_bytes()).ok()?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).ok()?;
+        Some(serve_support::parse_reply(&answer).status)
+    };
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = try_health();
+        if status == Some(200) || started.elapsed() > std::time::Duration::from_secs(20) {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        status,
+        Some(200),
+        "health still refused after {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
+#[test]
+fn serve_refuses_cross_site_browser_requests_without_a_key() {
+    let server = Server::start(&[], &[]);
+    let port = server.port;
+    let body = json!({"prompt": "hello", "max_tokens": 2}).to_string();
+    let evil = request(
+        port,
+        "POST",
+        "/v1/completions",
+        &[("Origin", "https://evil.example")],
+        body.as_bytes(),
+    );
+    let message = expect_error(&evil, 403);
+    assert!(message.contains("evil.example"), "{message}");
+    // A DNS-rebinding page: its own name as Host, no Origin on a simple GET.
+    let raw = "GET /v1/models HTTP/1.1\r\nHost: rebind.example:8000\r\nConnection: close\r\n\r\n";
+    expect_error(&raw_exchange(port, raw.as_bytes()), 403);
+    // A page on this machine, and clients that send no Origin, get through.
+    let local = request(
+        port,
+        "POST",
+        "/v1/completions",
+        &[("Origin", "http://localhost:3000")],
+        body.as_bytes(),
+    );
+    assert_eq!(local.status, 200, "{}", local.body);
+    let raw =
+        format!("GET /v1/models HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_exchange(port, raw.as_bytes()).status, 200);
+
+    // With a key, the key decides: a browser that holds it may call from anywhere.
+    let keyed = Server::start(&[], &[("ANCHORSCOPE_SERVE_API_KEY", "k1")]);
+    let with_key = request(
+        keyed.port,
+        "POST",
+        "/v1/completions",
+        &[
+            ("Origin", "https://app.example"),
+            ("Authorization", "Bearer k1"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(with_key.status, 200, "{}", with_key.body);
+}
+
+#[test]
+fn serve_checks_the_key_before_reading_the_body() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[], &[("ANCHORSCOPE_SERVE_API_KEY", "k2")]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    // Announce a large body and send none of it: the answer comes from the head alone.
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 4000000\r\n\r\n",
+        server.port
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let reply = serve_support::parse_reply(&answer);
+    expect_error(&reply, 401);
+    assert_eq!(reply.header("connection"), Some("close"));
+}

@@ -104,7 +104,7 @@ fn serve_client_that_leaves_before_its_turn_is_skipped() {
     let mut leaver = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         leaver,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -135,7 +135,7 @@ fn serve_killed_mid_request_closes_the_connection() {
         let body = small();
         write!(
             stream,
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

@@ -323,6 +323,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_queue: usize,
 
+    /// Open connections at most; more are answered 503 (idle ones are closed early once most
+    /// are taken).
+    #[arg(long, value_name = "N", default_value_t = anchorscope::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
     // Fault injection, TEST-ONLY (hidden from --help): the OpenAI client's fault tests start a
     // real server with these to meet slow answers, malformed bodies and error statuses.
     /// Sleep N milliseconds before answering each request (generation requests on the engine

@@ -45,6 +45,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_queue: args.max_queue,
         api_key,
         max_body: DEFAULT_MAX_BODY,
+        max_connections: args.max_connections,
         faults: FaultConfig {
             delay_ms: args.fault_delay_ms,
             malformed_every: args.fault_malformed_every,

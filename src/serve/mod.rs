@@ -13,8 +13,8 @@ pub mod faults;
 pub mod http;
 pub mod wire;
 
-use std::io::{BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{Engine, Generation, Task, Work};
 use faults::{FaultConfig, Faults};
-use http::{read_request, write_response, Request, Response};
+use http::{read_body, read_head, write_response, Head, Request, Response};
 use wire::{
     parse_body, ApiError, AssistantMessage, ChatChoice, ChatRequest, ChatResponse,
     CompletionChoice, CompletionRequest, CompletionResponse, Usage,
@@ -33,14 +33,22 @@ use wire::{
 pub const API_KEY_ENV: &str = "ANCHORSCOPE_SERVE_API_KEY";
 /// Largest request body accepted (413 beyond).
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
-/// An idle keep-alive connection is closed after this long without a request.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A connection is closed after this long without the first byte of a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Once most connection slots are taken, a connection idle this long is closed instead, so
+/// idle sockets cannot hold every slot.
+const IDLE_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(1);
+/// How often a waiting connection looks at the pressure.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// A request's head and body must arrive within this long of its first byte (a client that
+/// trickles bytes cannot hold a slot forever).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 /// After refusing a request we could not read, discard at most this much of what the client
 /// still sends, for at most this long, before closing.
 const DRAIN_LIMIT: u64 = 64 << 20;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open connections beyond this are answered 503 at once (each holds a thread).
-const MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// How the server is set up.
 #[derive(Clone, Debug)]
@@ -54,6 +62,8 @@ pub struct ServeConfig {
     pub max_queue: usize,
     pub api_key: Option<String>,
     pub max_body: usize,
+    /// Open connections beyond this are answered 503 at once.
+    pub max_connections: usize,
     pub faults: FaultConfig,
 }
 
@@ -68,6 +78,28 @@ struct Shared {
     faults: Faults,
     next_id: AtomicU64,
     connections: AtomicUsize,
+    max_connections: usize,
+    /// The bound address, for the `Host` check.
+    local: SocketAddr,
+}
+
+/// One connection slot, released when dropped: whatever ends the connection's thread (an
+/// answer, an error, a panic), or a thread that could not be spawned, gives it back.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// Take a slot, or None when all are taken.
+    fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let slot = Slot(Arc::clone(shared));
+        (open <= shared.max_connections).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A bound server with its engine thread running.
@@ -80,6 +112,7 @@ impl Server {
     /// Bind the address and start the engine thread.
     pub fn bind(config: ServeConfig, mut engine: Engine) -> std::io::Result<Server> {
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let local = listener.local_addr()?;
         let (queue, tasks) = mpsc::sync_channel(config.max_queue);
         let max_context = engine.max_context();
         engine.fault_delay = Duration::from_millis(config.faults.delay_ms);
@@ -99,6 +132,8 @@ impl Server {
                 faults: Faults::new(config.faults),
                 next_id: AtomicU64::new(0),
                 connections: AtomicUsize::new(0),
+                max_connections: config.max_connections.max(1),
+                local,
             }),
         })
     }
@@ -115,10 +150,7 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             };
-            let shared = Arc::clone(&self.shared);
-            let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-            if open > MAX_CONNECTIONS {
-                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            let Some(slot) = Slot::take(&self.shared) else {
                 let mut stream = stream;
                 let e = ApiError::new(503, "server_error", "too many open connections");
                 let _ = write_response(
@@ -127,19 +159,11 @@ impl Server {
                     false,
                 );
                 continue;
-            }
-            let spawned = std::thread::Builder::new()
+            };
+            // A failed spawn drops the closure, and the slot with it.
+            let _ = std::thread::Builder::new()
                 .name("anchorscope-serve-conn".into())
-                .spawn({
-                    let shared = Arc::clone(&shared);
-                    move || {
-                        serve_connection(stream, &shared);
-                        shared.connections.fetch_sub(1, Ordering::SeqCst);
-                    }
-                });
-            if spawned.is_err() {
-                shared.connections.fetch_sub(1, Ordering::SeqCst);
-            }
+                .spawn(move || serve_connection(stream, &slot.0));
         }
         Ok(())
     }
@@ -155,30 +179,106 @@ struct Outcome {
     failure: Option<String>,
 }
 
+/// The connection's socket for reading, with a deadline for the request being read.
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
+}
+
+/// Wait for the first byte of the next request. False: the client closed, or stayed idle past
+/// [`IDLE_TIMEOUT`] (or [`IDLE_TIMEOUT_UNDER_PRESSURE`] while most slots are taken).
+fn wait_for_request(reader: &mut BufReader<DeadlineStream>, shared: &Shared) -> bool {
+    reader.get_mut().deadline = None;
+    if reader
+        .get_ref()
+        .stream
+        .set_read_timeout(Some(IDLE_POLL))
+        .is_err()
+    {
+        return false;
+    }
+    let idle_since = Instant::now();
+    loop {
+        match reader.fill_buf() {
+            Ok(buf) => return !buf.is_empty(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                let idle = idle_since.elapsed();
+                let pressed =
+                    shared.connections.load(Ordering::SeqCst) * 4 > shared.max_connections * 3;
+                if idle >= IDLE_TIMEOUT || (pressed && idle >= IDLE_TIMEOUT_UNDER_PRESSURE) {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Read and answer requests on one connection until it closes.
 fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::new(DeadlineStream {
+        stream: read_half,
+        deadline: None,
+    });
     let mut writer = stream;
     loop {
-        let request = read_request(&mut reader, shared.max_body, &mut writer);
+        if !wait_for_request(&mut reader, shared) {
+            return;
+        }
+        reader.get_mut().deadline = Some(Instant::now() + REQUEST_DEADLINE);
         let started = Instant::now();
-        let (request, response, outcome) = match request {
+        // The head first: a request refused for its path, origin or key is answered without
+        // reading its body.
+        let read = read_head(&mut reader, shared.max_body).and_then(|head| match head {
+            None => Ok(None),
+            Some(head) => match gate(&head, shared) {
+                Some(refusal) => Ok(Some((head, Err(refusal)))),
+                None => read_body(&mut reader, &head, shared.max_body, &mut writer)
+                    .map(|body| Some((head.clone(), Ok(body)))),
+            },
+        });
+        let (request, response, outcome, unread) = match read {
             Ok(None) => return,
-            Ok(Some(req)) => {
+            Ok(Some((head, Ok(body)))) => {
+                let req = head.with_body(body);
                 let (response, outcome) = route(&req, shared, &writer);
-                (Some(req), response, outcome)
+                (Some(req), response, outcome, false)
+            }
+            Ok(Some((head, Err((response, outcome))))) => {
+                let unread = head.framing != http::Framing::None;
+                (Some(head.with_body(Vec::new())), response, outcome, unread)
             }
             Err(e) => {
-                let err = ApiError::new(e.status, "invalid_request_error", e.message);
+                let status = if e.status == 0 { 408 } else { e.status };
+                let err = ApiError::new(status, "invalid_request_error", e.message);
                 (
                     None,
                     Response::json(err.status, err.body()),
                     Outcome::default(),
+                    true,
                 )
             }
         };
@@ -186,7 +286,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             // Generation requests had their delay on the engine thread.
             shared.faults.delay();
         }
-        let keep_alive = request.as_ref().is_some_and(|r| r.keep_alive);
+        let keep_alive = !unread && request.as_ref().is_some_and(|r| r.keep_alive);
         let written = write_response(&mut writer, &response, keep_alive);
         log(
             request.as_ref(),
@@ -195,12 +295,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             started,
             written.is_ok(),
         );
-        if request.is_none() {
-            // A request we could not read (e.g. 413): the client may still be sending its
-            // body, and closing with unread data would reset the connection before it reads
-            // the answer. So stop writing and drain (bounded in bytes and time) first.
+        if unread {
+            // A request whose body we did not read (refused, or unreadable): the client may
+            // still be sending it, and closing with unread data would reset the connection
+            // before it reads the answer. So stop writing and drain (bounded) first.
             let _ = writer.shutdown(std::net::Shutdown::Write);
-            let _ = writer.set_read_timeout(Some(DRAIN_TIMEOUT));
+            reader.get_mut().deadline = Some(Instant::now() + DRAIN_TIMEOUT);
             let _ = std::io::copy(&mut reader.by_ref().take(DRAIN_LIMIT), &mut std::io::sink());
             return;
         }
@@ -208,6 +308,116 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             return;
         }
     }
+}
+
+/// What is refused before the body is read: an unknown path (404), a cross-site browser
+/// request when no API key is set (403), a missing or wrong key (401), a wrong method (405).
+fn gate(head: &Head, shared: &Shared) -> Option<(Response, Outcome)> {
+    let Some(endpoint) = Endpoint::of(&head.path) else {
+        return Some(error(
+            ApiError::new(
+                404,
+                "not_found_error",
+                format!("no such endpoint: {}", head.path),
+            )
+            .with_code("not_found"),
+        ));
+    };
+    if shared.api_key.is_none() {
+        if let Some(why) = cross_site(head, shared.local) {
+            return Some(error(
+                ApiError::new(403, "permission_error", why).with_code("cross_site"),
+            ));
+        }
+    }
+    if endpoint != Endpoint::Health && !authorized(head.header("authorization"), shared) {
+        return Some(error(
+            ApiError::new(
+                401,
+                "authentication_error",
+                "missing or wrong API key: send `Authorization: Bearer <key>`",
+            )
+            .with_code("invalid_api_key"),
+        ));
+    }
+    let allowed = endpoint.method();
+    if head.method != allowed {
+        let (mut response, outcome) = error(ApiError::new(
+            405,
+            "invalid_request_error",
+            format!(
+                "{} {} is not allowed: use {allowed}",
+                head.method, head.path
+            ),
+        ));
+        response = response.with_header("Allow", allowed.into());
+        return Some((response, outcome));
+    }
+    None
+}
+
+/// Why a request looks like a browser's on another site's behalf (without an API key the
+/// server trusts whoever can reach it, so a web page must not be able to): an `Origin` that is
+/// not a loopback address, or a `Host` that names neither the bound address nor loopback (a
+/// DNS-rebinding page sends its own domain name). Clients that are not browsers send no
+/// `Origin` and the address they connected to as `Host`.
+fn cross_site(head: &Head, local: SocketAddr) -> Option<String> {
+    if let Some(origin) = head.header("origin") {
+        let host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if origin != "null" && !is_loopback_host(host) {
+            return Some(format!(
+                "cross-site request from Origin `{}` refused (set {API_KEY_ENV} to allow \
+                 other clients with a key)",
+                http::cut(origin)
+            ));
+        }
+        if origin == "null" {
+            return Some("a request with Origin `null` is refused".into());
+        }
+    }
+    if let Some(host) = head.header("host") {
+        if !is_loopback_host(host) && !names_bound_address(host, local) {
+            return Some(format!(
+                "Host `{}` is not this server's address",
+                http::cut(host)
+            ));
+        }
+    }
+    None
+}
+
+/// `host[:port]` (or `[v6]:port`) split into its name and port.
+fn split_host(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((ip, after)) => (ip, after.strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+        _ => (authority, None),
+    }
+}
+
+fn is_loopback_host(authority: &str) -> bool {
+    let (name, _) = split_host(authority);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `Host` names the address the server is bound to (any address of this machine when
+/// bound to every interface: then an IP literal, never a domain name).
+fn names_bound_address(authority: &str, local: SocketAddr) -> bool {
+    let (name, port) = split_host(authority);
+    let port_ok = port.is_none_or(|p| p.parse::<u16>() == Ok(local.port()));
+    let Ok(ip) = name.parse::<IpAddr>() else {
+        return false;
+    };
+    port_ok && (local.ip().is_unspecified() || ip == local.ip())
 }
 
 /// One line per request on stderr: method, path, status, tokens, milliseconds. Never headers
@@ -255,52 +465,22 @@ fn error(e: ApiError) -> (Response, Outcome) {
     (response, outcome)
 }
 
+/// Answer a request that passed the [`gate`].
 fn route(req: &Request, shared: &Shared, client: &TcpStream) -> (Response, Outcome) {
-    let endpoint = match req.path.as_str() {
-        "/health" => Endpoint::Health,
-        "/v1/models" => Endpoint::Models,
-        "/v1/completions" => Endpoint::Completions,
-        "/v1/chat/completions" => Endpoint::Chat,
-        other => {
-            return error(
-                ApiError::new(404, "not_found_error", format!("no such endpoint: {other}"))
-                    .with_code("not_found"),
-            )
-        }
-    };
-    if endpoint != Endpoint::Health && !authorized(req, shared) {
-        return error(
-            ApiError::new(
-                401,
-                "authentication_error",
-                "missing or wrong API key: send `Authorization: Bearer <key>`",
-            )
-            .with_code("invalid_api_key"),
-        );
-    }
-    let allowed = endpoint.method();
-    if req.method != allowed {
-        let (mut response, outcome) = error(ApiError::new(
-            405,
-            "invalid_request_error",
-            format!("{} {} is not allowed: use {allowed}", req.method, req.path),
-        ));
-        response = response.with_header("Allow", allowed.into());
-        return (response, outcome);
-    }
-    match endpoint {
-        Endpoint::Health => (
+    match Endpoint::of(&req.path) {
+        Some(Endpoint::Health) => (
             Response::json(200, r#"{"status":"ok"}"#.into()),
             Outcome::default(),
         ),
-        Endpoint::Models => (
+        Some(Endpoint::Models) => (
             Response::json(
                 200,
                 wire::models_body(&shared.name, shared.created, shared.max_context),
             ),
             Outcome::default(),
         ),
-        Endpoint::Completions | Endpoint::Chat => generate(req, endpoint, shared, client),
+        Some(endpoint) => generate(req, endpoint, shared, client),
+        None => error(ApiError::new(404, "not_found_error", "no such endpoint")),
     }
 }
 
@@ -313,6 +493,16 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            "/health" => Some(Endpoint::Health),
+            "/v1/models" => Some(Endpoint::Models),
+            "/v1/completions" => Some(Endpoint::Completions),
+            "/v1/chat/completions" => Some(Endpoint::Chat),
+            _ => None,
+        }
+    }
+
     fn method(self) -> &'static str {
         match self {
             Endpoint::Health | Endpoint::Models => "GET",
@@ -321,14 +511,11 @@ impl Endpoint {
     }
 }
 
-fn authorized(req: &Request, shared: &Shared) -> bool {
+fn authorized(authorization: Option<&str>, shared: &Shared) -> bool {
     let Some(key) = &shared.api_key else {
         return true;
     };
-    let Some(given) = req
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-    else {
+    let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };
     // Compare every byte so the time taken does not tell how much of the key was right.

@@ -251,7 +251,7 @@ pub fn keep_alive_exchange(port: u16, bodies: &[String]) -> Vec<Reply> {
         .map(|body| {
             write!(
                 writer,
-                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();
