@@ -328,8 +328,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = anchorscope::serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    // Fault injection, TEST-ONLY (hidden from --help): the OpenAI client's fault tests start a
-    // real server with these to meet slow answers, malformed bodies and error statuses.
+    /// Test-only fault injection (hidden; only in builds with the `test-support` feature,
+    /// which `cargo test` turns on): the OpenAI client's fault tests start a real server with
+    /// these to meet slow answers, malformed bodies and error statuses.
+    #[cfg(feature = "test-support")]
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+/// `serve`'s fault flags (see [`ServeArgs::faults`]).
+#[cfg(feature = "test-support")]
+#[derive(Debug, Args)]
+pub struct FaultArgs {
     /// Sleep N milliseconds before answering each request (generation requests on the engine
     /// thread, like a slow model).
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]

@@ -15,9 +15,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if args.max_queue == 0 {
         anyhow::bail!("--max-queue 0: must be at least 1");
     }
-    if args.fault_malformed_every == Some(0) {
-        anyhow::bail!("--fault-malformed-every 0: must be at least 1");
-    }
     let choice = args
         .model
         .as_deref()
@@ -46,11 +43,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         api_key,
         max_body: DEFAULT_MAX_BODY,
         max_connections: args.max_connections,
-        faults: FaultConfig {
-            delay_ms: args.fault_delay_ms,
-            malformed_every: args.fault_malformed_every,
-            status_every: args.fault_status_every,
-        },
+        faults: faults(args)?,
     };
     let auth = if config.api_key.is_some() {
         format!(", API key required ({API_KEY_ENV})")
@@ -72,6 +65,25 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The model file's stem (`SmolLM2-135M-Instruct.Q4_1`) or the directory's name: what users
 /// recognise, unlike GGUF `general.name`s such as "Smollm2 135M 8k Lc100K Mix1 Ep2".
+/// The injected faults: none in a normal build (the flags exist only with `test-support`).
+#[cfg(feature = "test-support")]
+fn faults(args: &ServeArgs) -> anyhow::Result<FaultConfig> {
+    let f = &args.faults;
+    if f.fault_malformed_every == Some(0) {
+        anyhow::bail!("--fault-malformed-every 0: must be at least 1");
+    }
+    Ok(FaultConfig {
+        delay_ms: f.fault_delay_ms,
+        malformed_every: f.fault_malformed_every,
+        status_every: f.fault_status_every,
+    })
+}
+
+#[cfg(not(feature = "test-support"))]
+fn faults(_args: &ServeArgs) -> anyhow::Result<FaultConfig> {
+    Ok(FaultConfig::default())
+}
+
 fn default_name(path: &std::path::Path, fallback: &str) -> String {
     let stem = if path.is_dir() {
         path.file_name()

@@ -13,6 +13,9 @@ mod forward;
 mod gguf;
 mod hf;
 mod kernel;
+/// Tiny random-weight models written to disk, for tests (here and in the crates above,
+/// through the `test-support` feature); never in a normal build.
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod weights;
 

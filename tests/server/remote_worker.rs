@@ -1,7 +1,7 @@
 //! The worker with an openai engine against a real `anchorscope serve`: cancellation mid-job,
 //! and the model judge's votes through `/v1/chat/completions`.
 
-mod remote_support;
+use crate::remote_support;
 
 use std::sync::mpsc;
 use std::sync::Arc;

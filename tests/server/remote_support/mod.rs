@@ -1,11 +1,10 @@
-//! Shared by the `remote_*` tests: a real `anchorscope serve` on loopback (tests/serve_support),
+//! Shared by the `remote_*` tests: a real `anchorscope serve` on loopback (`serve_support`),
 //! a short scratchpad trace that fits the tiny model's context, and `anchorscope analyze
 //! --engine openai` run as a child process with an isolated HOME and config.
 
 #![allow(dead_code)] // each test file uses a different part
 
-#[path = "../serve_support/mod.rs"]
-pub mod serve_support;
+pub(crate) use crate::serve_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! statuses, truncated bodies, delays, a full queue (429), a client that leaves before its
 //! turn, a server killed while a client waits.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::Write;
 use std::net::TcpStream;

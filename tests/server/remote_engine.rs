@@ -2,7 +2,7 @@
 //! labels, resumable top-ups, a 400 as a clear error, the API key never written anywhere, the
 //! model check, and cancellation through the worker.
 
-mod remote_support;
+use crate::remote_support;
 
 use remote_support::*;
 

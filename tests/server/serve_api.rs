@@ -3,7 +3,7 @@
 //! concurrent clients. The texts are whatever the tiny model generates; the tests check the
 //! server's contract, not the words.
 
-mod serve_support;
+use crate::serve_support;
 
 use anchorscope::engine::chat::ChatTemplate;
 use anchorscope::engine::tokenizer::TextTokenizer;

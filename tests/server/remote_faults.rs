@@ -1,7 +1,7 @@
 //! Fault tests of `--engine openai` against a real `anchorscope serve` started with its hidden
 //! fault flags: the server killed mid-job, slow answers, malformed JSON, 429/503.
 
-mod remote_support;
+use crate::remote_support;
 
 use std::time::{Duration, Instant};
 

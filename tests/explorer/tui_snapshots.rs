@@ -1,6 +1,6 @@
 //! TestBackend snapshots of the explorer, driven through the real main loop (`run_app`).
 
-mod tui_support;
+use crate::tui_support;
 
 use std::sync::mpsc;
 
