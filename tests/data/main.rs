@@ -12,3 +12,5 @@ mod io_import;
 mod io_props;
 mod io_trust;
 mod label_cmd;
+#[path = "../common/prereq.rs"]
+mod prereq;

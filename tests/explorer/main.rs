@@ -3,6 +3,8 @@
 //! One test binary per area, so the release build links candle a few times instead of once
 //! per file. Each module below was a test file of its own; its doc says what it covers.
 
+#[path = "../common/prereq.rs"]
+mod prereq;
 mod tui_support;
 
 mod e2e_tmux;

