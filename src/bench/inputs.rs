@@ -57,7 +57,7 @@ pub fn spread_positions(sentences: usize, count: usize) -> Vec<usize> {
 
 /// The token ids of P_position (rendered prompt + `trace.prefix(position)`).
 fn prompt_ids(gen: &LmGenerator, trace: &Trace, position: usize) -> Result<Vec<u32>, EngineError> {
-    let prompt = gen.template.render_prompt(&trace.prompt);
+    let prompt = gen.template.render_prompt(&trace.prompt)?;
     gen.tokenizer
         .encode(&format!("{prompt}{}", trace.prefix(position)))
 }
@@ -70,7 +70,7 @@ fn cut_trace(
     trace: &Trace,
     tokens: usize,
 ) -> Result<Option<Trace>, EngineError> {
-    let prompt = gen.template.render_prompt(&trace.prompt);
+    let prompt = gen.template.render_prompt(&trace.prompt)?;
     let full = format!("{prompt}{}", trace.response);
     let offsets = gen.tokenizer.encode_with_offsets(&full)?;
     let Some((_, range)) = tokens.checked_sub(1).and_then(|k| offsets.get(k)) else {

@@ -29,6 +29,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         generator.describe(),
         worker::device_name(&device)
     );
+    if let Some(note) = generator.template.note() {
+        eprintln!("warning: {note}");
+    }
     let engine = Engine::new(generator);
     let model_name = args
         .served_model_name

@@ -161,8 +161,13 @@ impl Engine {
         let params = match work {
             Work::Complete(p) => p,
             Work::Chat(messages, mut p) => {
-                let template = self.generator.template;
-                p.prompt = Prompt::Text(template.render_prompt(&messages));
+                let template = &self.generator.template;
+                // A template may refuse a conversation (roles out of order, say): the
+                // client's request is what is wrong.
+                let text = template
+                    .render_prompt(&messages)
+                    .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+                p.prompt = Prompt::Text(text);
                 // The turn ends at the template's end marker even where the tokenizer does not
                 // count it as an end-of-text token.
                 let end = template.turn_end().to_string();

@@ -418,7 +418,7 @@ fn a_prefix_past_the_context_reports_its_true_token_count() {
         top_p: 1.0,
         max_new_tokens: 8,
     };
-    let prompt = generator.template.render_prompt(&trace.prompt);
+    let prompt = generator.template.render_prompt(&trace.prompt).unwrap();
     let (mut fits, mut overflows) = (0, 0);
     for reuse in [true, false] {
         generator.prefix_reuse = reuse;
@@ -828,7 +828,7 @@ fn a_failing_position_in_a_group_is_reported_and_the_others_finish() {
     // so ask for a cap that overflows only the later positions.
     let prompt_len = generator
         .tokenizer
-        .encode(&generator.template.render_prompt(&trace.prompt))
+        .encode(&generator.template.render_prompt(&trace.prompt).unwrap())
         .unwrap()
         .len();
     let last = trace.positions() - 1;
@@ -836,7 +836,7 @@ fn a_failing_position_in_a_group_is_reported_and_the_others_finish() {
         .tokenizer
         .encode(&format!(
             "{}{}",
-            generator.template.render_prompt(&trace.prompt),
+            generator.template.render_prompt(&trace.prompt).unwrap(),
             trace.prefix(last)
         ))
         .unwrap()

@@ -104,3 +104,40 @@ fn minilm_similarities() {
         }
     }
 }
+
+/// SmolLM2's own chat template (from the GGUF) renders the conversations anchorscope uses
+/// exactly as the built-in ChatML template did before the model's template was read.
+#[test]
+fn smollm2_own_template_renders_exactly_as_the_builtin_chatml() {
+    let Some(path) = real_model() else { return };
+    let generator = anchorscope::engine::worker::LmGenerator::load(
+        &path,
+        &anchorscope::engine::device::select("cpu").unwrap(),
+    )
+    .unwrap();
+    assert!(
+        generator.template.uses_model_template(),
+        "{:?}",
+        generator.template.note()
+    );
+    for messages in [
+        vec![
+            Message::new(
+                "system",
+                "You are an AI created by Anthropic.\n\nReason first.",
+            ),
+            Message::new("user", "<is_free_tier_user>True</is_free_tier_user>\n\nHi"),
+        ],
+        vec![
+            Message::new("system", "Be brief."),
+            Message::new("user", "Hi"),
+            Message::new("assistant", "Hello."),
+            Message::new("user", "Why?"),
+        ],
+    ] {
+        assert_eq!(
+            generator.template.render_prompt(&messages).unwrap(),
+            anchorscope::engine::chat::ChatTemplate::ChatMl.render_prompt(&messages)
+        );
+    }
+}

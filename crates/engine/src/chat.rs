@@ -155,6 +155,15 @@ impl ChatTemplate {
         format!("<|start_header_id|>{role}<|end_header_id|>\n\n")
     }
 
+    /// The config name of the template.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatTemplate::ChatMl => "chatml",
+            ChatTemplate::Llama3 => "llama3",
+            ChatTemplate::DeepSeekR1 => "deepseek-r1",
+        }
+    }
+
     /// The text that ends an assistant turn (what the sampler may stop on).
     pub fn turn_end(&self) -> &'static str {
         match self {

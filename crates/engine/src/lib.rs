@@ -4,6 +4,7 @@
 //! sit behind the same channel.
 
 pub mod chat;
+pub mod chat_format;
 pub mod decode;
 pub mod device;
 pub mod embed;

@@ -148,14 +148,16 @@ pub fn byte_level_metadata() -> Vec<(String, Value)> {
         ("tokenizer.ggml.merges".into(), strings(merges)),
         (
             "tokenizer.chat_template".into(),
-            Value::String(
-                "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
-                 {% endfor %}"
-                    .into(),
-            ),
+            Value::String(TINY_CHAT_TEMPLATE.into()),
         ),
     ]
 }
+
+/// The tiny models' chat template (ChatML, as SmolLM2's renders a conversation with a system
+/// message): in the GGUF metadata and in the Hugging Face directory's tokenizer_config.json.
+pub const TINY_CHAT_TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+     {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// splitmix64: a tiny, well-mixed seeded generator (no rand dependency).
 pub struct SplitMix64(pub u64);
@@ -417,6 +419,19 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> Result<(), EngineError> {
         "eos_token_id": 2,
     });
     std::fs::write(dir.join("config.json"), config.to_string()).map_err(|e| model_err(dir, e))?;
+    // The chat template travels as a GGUF file's does (here: tokenizer_config.json).
+    let template = spec.extra_metadata.iter().find_map(|(k, v)| match v {
+        Value::String(t) if k == "tokenizer.chat_template" => Some(t.clone()),
+        _ => None,
+    });
+    if let Some(template) = template {
+        let tokenizer_config = serde_json::json!({ "chat_template": template });
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            tokenizer_config.to_string(),
+        )
+        .map_err(|e| model_err(dir, e))?;
+    }
     let map: std::collections::HashMap<String, Tensor> = tensors(spec)
         .map_err(err)?
         .into_iter()

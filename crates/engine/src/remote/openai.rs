@@ -109,7 +109,7 @@ impl OpenAiGenerator {
             "{} at {} (openai, {} template)",
             self.client.model,
             self.client.origin(),
-            template_name(self.template)
+            self.template.name()
         )
     }
 
@@ -144,15 +144,6 @@ impl OpenAiGenerator {
         sampled_of(reply, &[seed])
             .pop()
             .ok_or_else(|| EngineError::Other("the server returned no choice".into()))
-    }
-}
-
-/// The config name of a template.
-pub fn template_name(t: ChatTemplate) -> &'static str {
-    match t {
-        ChatTemplate::ChatMl => "chatml",
-        ChatTemplate::Llama3 => "llama3",
-        ChatTemplate::DeepSeekR1 => "deepseek-r1",
     }
 }
 
@@ -399,7 +390,7 @@ mod tests {
         assert!(text.starts_with("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n"));
         assert!(text.ends_with(trace.prefix(1)));
         assert!(is_scratchpad(&trace));
-        assert_eq!(template_name(ChatTemplate::DeepSeekR1), "deepseek-r1");
+        assert_eq!(ChatTemplate::DeepSeekR1.name(), "deepseek-r1");
     }
 
     /// A loopback stand-in for a server that samples one continuation per request (as some

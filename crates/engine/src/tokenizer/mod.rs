@@ -122,6 +122,11 @@ impl TextTokenizer {
         }
     }
 
+    /// The text of one token (special tokens included), e.g. `<|im_end|>`.
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// The file the tokenizer was read from.
     pub fn source(&self) -> &Path {
         &self.source

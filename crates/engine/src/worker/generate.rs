@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use crate::chat::ChatTemplate;
+use crate::chat_format::ChatFormat;
 use crate::decode::{Decoder, Row, Start, StopRule};
 use crate::lm::{Batch, Lm, Prefix};
 use crate::tokenizer::TextTokenizer;
@@ -26,7 +27,7 @@ const END_OF_OUTPUT: &str = anchorscope_core::trace::tags::OUTPUT.close;
 pub struct LmGenerator {
     pub lm: Lm,
     pub tokenizer: TextTokenizer,
-    pub template: ChatTemplate,
+    pub template: ChatFormat,
     pub path: PathBuf,
     /// Reuse the trace's prefilled cache (the default). Off: every position is tokenized and
     /// prefilled from scratch — slower, and the reference the cache path is checked against.
@@ -118,7 +119,20 @@ impl LmGenerator {
                 eos.push(*id);
             }
         }
-        let template = ChatTemplate::for_model(&info.arch, &info.name);
+        // The model file's own chat template when it has one that renders (HF directories:
+        // tokenizer_config.json's), else the family's built-in one.
+        let jinja = tokenizer
+            .chat_template
+            .clone()
+            .or_else(|| path.is_dir().then(|| config_chat_template(path)).flatten());
+        let family = ChatTemplate::detect(&info.arch, &info.name, jinja.as_deref());
+        let token = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default();
+        let template = ChatFormat::of_model(
+            family,
+            jinja.as_deref(),
+            &token(tokenizer.bos_token_id),
+            &token(tokenizer.eos_token_ids.first().copied()),
+        );
         Ok(Self {
             lm,
             tokenizer,
@@ -282,7 +296,7 @@ impl LmGenerator {
         seed: u64,
         settings: &SamplerSettings,
     ) -> Result<Sampled, EngineError> {
-        let text = format!("{}{opener}", self.template.render_prompt(messages));
+        let text = format!("{}{opener}", self.template.render_prompt(messages)?);
         let tokens = self.tokenizer.encode(&text)?;
         let context = self.lm.info().max_context;
         let max_new = settings.max_new_tokens as usize;
@@ -306,14 +320,13 @@ impl LmGenerator {
 
 impl LmGenerator {
     /// The rendered prompt and the whole response: prefilled once per trace. The text to
-    /// continue at a position, [`ChatTemplate::continuation_prompt`] (the same text the remote
-    /// engine sends), is a prefix of it.
-    fn full_text(&self, trace: &Trace) -> String {
-        format!(
+    /// continue at a position, [`ChatFormat::continuation_prompt`], is a prefix of it.
+    fn full_text(&self, trace: &Trace) -> Result<String, EngineError> {
+        Ok(format!(
             "{}{}",
-            self.template.render_prompt(&trace.prompt),
+            self.template.render_prompt(&trace.prompt)?,
             trace.response
-        )
+        ))
     }
 }
 
@@ -337,8 +350,8 @@ impl Generator for LmGenerator {
         if seeds.is_empty() {
             return Ok(());
         }
-        let full = self.full_text(trace);
-        let cut = self.template.continuation_prompt(trace, position).len();
+        let full = self.full_text(trace)?;
+        let cut = self.template.continuation_prompt(trace, position)?.len();
         let (prefix, logits) = self.prefix_at(&full, cut, settings.max_new_tokens as usize)?;
         self.decode_rows(&prefix, &logits, seeds, settings, control)
     }
@@ -371,7 +384,7 @@ impl Generator for LmGenerator {
         settings: &SamplerSettings,
         control: &mut dyn GroupControl,
     ) -> Result<(), EngineError> {
-        let full = self.full_text(trace);
+        let full = self.full_text(trace)?;
         let max_new = settings.max_new_tokens as usize;
         let mut starts = Vec::with_capacity(work.len());
         for (slot, (position, seeds)) in work.iter().enumerate() {
@@ -379,7 +392,7 @@ impl Generator for LmGenerator {
                 continue;
             }
             // Every position's prefix comes from the one prefilled trace (prefix_at keeps it).
-            let cut = self.template.continuation_prompt(trace, *position).len();
+            let cut = self.template.continuation_prompt(trace, *position)?.len();
             match self.prefix_at(&full, cut, max_new) {
                 Ok((prefix, logits)) => starts.push(Start {
                     slot,
@@ -494,6 +507,22 @@ impl StopRule<FinishReason> for RolloutRule<'_, '_> {
 
     fn proceed(&mut self) -> bool {
         !self.control.cancelled()
+    }
+}
+
+/// `chat_template` of the `tokenizer_config.json` in a model directory (a string; the list
+/// form of named templates gives its `default`).
+fn config_chat_template(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match value.get("chat_template")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_string),
+        _ => None,
     }
 }
 

@@ -235,6 +235,9 @@ pub fn load_engine(
         generator.describe(),
         device_name(&device)
     )));
+    if let Some(note) = generator.template.note() {
+        status(EngineStatus::Degraded(note.to_string()));
+    }
     let embedder = if config.embedder {
         load_embedder(&device, status)?
     } else {
