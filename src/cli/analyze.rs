@@ -185,20 +185,32 @@ pub fn parse_positions(spec: &str, sentences: usize) -> anyhow::Result<Vec<usize
             )
         })
     };
+    let beyond = |p: usize| -> anyhow::Result<usize> {
+        if p > last {
+            bail!("--positions {spec}: position {p} does not exist (this trace has positions 0..={last})");
+        }
+        Ok(p)
+    };
+    // Every bound is checked before a range is expanded: `0..18446744073709551615` is an
+    // error naming the position, never an allocation of 2^64 entries.
     for part in spec.split(',') {
         let part = part.trim();
         if part == "all" {
             out.extend(0..=last);
         } else if let Some((a, b)) = part.split_once("..=") {
-            out.extend(number(a)?..=number(b)?);
+            out.extend(beyond(number(a)?)?..=beyond(number(b)?)?);
         } else if let Some((a, b)) = part.split_once("..") {
-            out.extend(number(a)?..number(b)?);
+            let end = number(b)?;
+            // An exclusive end may be one past the last position.
+            let end = if end == last.saturating_add(1) {
+                end
+            } else {
+                beyond(end)?
+            };
+            out.extend(beyond(number(a)?)?..end);
         } else {
-            out.push(number(part)?);
+            out.push(beyond(number(part)?)?);
         }
-    }
-    if let Some(bad) = out.iter().find(|&&p| p > last) {
-        bail!("--positions {spec}: position {bad} does not exist (this trace has positions 0..={last})");
     }
     out.sort_unstable();
     out.dedup();
@@ -211,6 +223,19 @@ pub fn parse_positions(spec: &str, sentences: usize) -> anyhow::Result<Vec<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_ranges_are_an_error_not_an_allocation() {
+        let err = parse_positions("0..18446744073709551615", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("18446744073709551615 does not exist"), "{err}");
+        let err = parse_positions("2..=18446744073709551615", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(parse_positions("1..4", 3).unwrap(), vec![1, 2, 3]);
+    }
 
     #[test]
     fn positions() {

@@ -313,3 +313,79 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
     tmux.keys(&["q"]);
     assert_eq!(wait_for_file(&exit_file).trim(), "0");
 }
+
+/// The pid of the process whose parent is `parent` (read from /proc).
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
+        let ppid: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent).then_some(pid)
+    })
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    if skip_without_tmux() {
+        return;
+    }
+    for signal in ["TERM", "HUP"] {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace.json");
+        std::fs::copy(sample("example-free-tier-complies.json"), &trace).unwrap();
+        // After the explorer ends, the same shell reports how it ended and the tty's modes.
+        let command = format!(
+            "'{BIN}' --no-engine '{}'; echo \"ended $?\"; stty -a | tr ' ;' '\\n\\n' \
+             | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 60",
+            trace.display()
+        );
+        let tmux = Tmux::start(&format!("signal-{signal}"), 100, 30, &command);
+        tmux.wait_for("the trace view", |s| s.contains("1/17"));
+        let shell: u32 = String::from_utf8_lossy(
+            &tmux
+                .cmd()
+                .args(["display", "-p", "-t", "e2e", "#{pane_pid}"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        let explorer = child_of(shell).expect("the explorer runs under the pane's shell");
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), explorer.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let screen = tmux.wait_for("the shell after the explorer", |s| s.contains("ended "));
+        // Raw mode left (canonical input and echo back on), alternate screen and mouse off.
+        assert!(
+            screen.contains("icanon echo") && !screen.contains("-icanon"),
+            "{signal}: {screen}"
+        );
+        let modes = tmux
+            .cmd()
+            .args([
+                "display",
+                "-p",
+                "-t",
+                "e2e",
+                "#{alternate_on} #{mouse_any_flag}",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&modes.stdout).trim(),
+            "0 0",
+            "{signal}: alternate screen / mouse still on"
+        );
+    }
+}

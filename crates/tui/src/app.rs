@@ -413,6 +413,7 @@ impl App {
                 }
             }
             AppEvent::Engine(e) => self.on_engine_event(e),
+            AppEvent::Terminate => self.should_quit = true,
         }
     }
 

@@ -8,6 +8,8 @@ use anchorscope_engine::EngineEvent;
 pub enum AppEvent {
     Terminal(Event),
     Engine(EngineEvent),
+    /// The process was asked to end (SIGTERM, SIGHUP): quit now, restoring the terminal.
+    Terminate,
 }
 
 impl From<Event> for AppEvent {

@@ -82,9 +82,11 @@ pub fn run_with_options(
         handle
     });
     let mut term = terminal::setup()?;
+    let signals = terminal::SignalForwarder::spawn(tx.clone());
     let input = terminal::InputThread::spawn(tx);
     let result = run_app(&mut term, &mut app, &rx);
     drop(input);
+    drop(signals);
     terminal::restore();
     // Ask the worker to stop after its in-flight step; not joined, because it may be busy
     // installing a model, and quitting must not wait for that (stored rollouts are synced).

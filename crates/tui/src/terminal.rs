@@ -56,6 +56,49 @@ pub fn restore() {
     let _ = disable_raw_mode();
 }
 
+/// Forwards SIGTERM and SIGHUP to the main loop as [`AppEvent::Terminate`], so that a `kill` or a
+/// closed terminal ends the explorer through its normal exit, which restores the terminal.
+/// Dropping it stops the forwarding.
+pub struct SignalForwarder {
+    #[cfg(unix)]
+    handle: Option<signal_hook::iterator::Handle>,
+}
+
+impl SignalForwarder {
+    pub fn spawn(tx: Sender<AppEvent>) -> Self {
+        #[cfg(unix)]
+        {
+            use signal_hook::consts::{SIGHUP, SIGTERM};
+            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]) else {
+                return Self { handle: None };
+            };
+            let handle = signals.handle();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    let _ = tx.send(AppEvent::Terminate);
+                }
+            });
+            Self {
+                handle: Some(handle),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tx;
+            Self {}
+        }
+    }
+}
+
+impl Drop for SignalForwarder {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(h) = self.handle.take() {
+            h.close();
+        }
+    }
+}
+
 /// Reads terminal input on a thread and forwards it; stops when `stop` is set or the
 /// receiver is gone.
 pub struct InputThread {
