@@ -2,10 +2,10 @@
 //! selection when the owner goes away), created lazily; when there is no display (SSH without
 //! X/Wayland) fall back to OSC 52, which asks the terminal itself to set its clipboard.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
+use crossterm::clipboard::CopyToClipboard;
 
 /// Where yanked text goes. Injectable so tests never touch the real clipboard.
 pub trait ClipboardSink {
@@ -28,15 +28,11 @@ impl ClipboardSink for SystemClipboard {
             },
             Err(e) => e,
         };
-        if std::io::stdout().is_terminal() {
-            let mut out = std::io::stdout();
-            if out
-                .write_all(osc52_sequence(text).as_bytes())
-                .and_then(|()| out.flush())
+        if std::io::stdout().is_terminal()
+            && crossterm::execute!(std::io::stdout(), CopyToClipboard::to_clipboard_from(text))
                 .is_ok()
-            {
-                return Ok("copied via OSC 52 (terminal clipboard)".to_string());
-            }
+        {
+            return Ok("copied via OSC 52 (terminal clipboard)".to_string());
         }
         Err(format!("no clipboard available: {arboard_error}"))
     }
@@ -51,14 +47,6 @@ impl SystemClipboard {
             .as_mut()
             .ok_or_else(|| "clipboard not initialised".to_string())
     }
-}
-
-/// The OSC 52 "set clipboard" escape sequence for `text`.
-pub fn osc52_sequence(text: &str) -> String {
-    format!(
-        "\x1b]52;c;{}\x07",
-        base64::engine::general_purpose::STANDARD.encode(text)
-    )
 }
 
 /// A clipboard for tests: records what was copied; `fail` makes every copy fail.
@@ -85,8 +73,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn osc52_encodes_base64() {
-        assert_eq!(osc52_sequence("hi"), "\x1b]52;c;aGk=\x07");
+    fn osc52_sets_the_clipboard_with_base64() {
+        use crossterm::Command as _;
+        let mut sequence = String::new();
+        CopyToClipboard::to_clipboard_from("hi")
+            .write_ansi(&mut sequence)
+            .unwrap();
+        assert_eq!(sequence, "\x1b]52;c;aGk=\x1b\\");
     }
 
     #[test]
