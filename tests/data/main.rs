@@ -1,7 +1,12 @@
-//! Reading, judging and exporting traces, and the commands that do it: importers on every format and on malformed input, the rollout store's guarantees, behaviors and the offline judges, exports, `label`, and the CLI on the bundled samples.
+//! Reading, judging and exporting traces, and the commands that do it: importers on every format
+//! and on malformed input, the rollout store's guarantees, behaviors and the offline judges,
+//! exports, `label`, and the CLI on the bundled samples.
 //!
 //! One test binary per area, so the release build links candle a few times instead of once
 //! per file. Each module below was a test file of its own; its doc says what it covers.
+
+// Test code may unwrap (the workspace denies it elsewhere): a panic here is a failing test.
+#![allow(clippy::unwrap_used)]
 
 mod af_judge_dev;
 mod be_behavior;

@@ -1,7 +1,12 @@
-//! The engine: our decoder against candle's reference on tiny random-weight models (and the real default model when installed), tokenizers and the embedder, the worker's jobs, installs and the benchmark command.
+//! The engine: our decoder against candle's reference on tiny random-weight models (and the real
+//! default model when installed), tokenizers and the embedder, the worker's jobs, installs and the
+//! benchmark command.
 //!
 //! One test binary per area, so the release build links candle a few times instead of once
 //! per file. Each module below was a test file of its own; its doc says what it covers.
+
+// Test code may unwrap (the workspace denies it elsewhere): a panic here is a failing test.
+#![allow(clippy::unwrap_used)]
 
 mod bench_cli;
 mod engine_tiny;

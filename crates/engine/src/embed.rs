@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -92,8 +91,7 @@ impl SentenceEmbedder {
             }))
             .map_err(|e| model_err(&tokenizer_path, format!("truncation: {e}")))?;
 
-        // SAFETY: the file is mapped read-only; nothing in this program writes it while mapped.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+        let vb = crate::mmap::safetensors_vars(&[weights.as_path()], DType::F32, device)
             .map_err(|e| model_err(&weights, format!("cannot read the weights: {e}")))?;
         let model = BertModel::load(vb, &config)
             .map_err(|e| model_err(&weights, format!("weights do not fit config.json: {e}")))?;

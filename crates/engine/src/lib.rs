@@ -11,6 +11,7 @@ pub mod embed;
 pub mod error;
 pub mod install;
 pub mod lm;
+pub mod mmap;
 pub mod proc_memory;
 pub mod remote;
 pub mod sampler;

@@ -17,6 +17,10 @@
 //! 16 accumulators, no horizontal sums and no transposes. Dequantizing costs 3.5 (Q4) or 4 (Q8)
 //! instructions per 16 weights against 16 FMAs for a tile of 16 rows.
 
+// The AVX-512 block kernel is unsafe by nature (intrinsics, raw output pointers shared by
+// tasks); every block says why it is sound.
+#![allow(unsafe_code)]
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
 
@@ -433,21 +437,7 @@ fn pack_tiles(x: &[f32], rows: usize, k: usize) -> Vec<Tile> {
 
 /// IEEE half → f32 (the block scales).
 fn f16_to_f32(bits: u16) -> f32 {
-    let sign = ((bits >> 15) as u32) << 31;
-    let exp = ((bits >> 10) & 0x1F) as u32;
-    let frac = (bits & 0x3FF) as u32;
-    let value = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // Subnormal: f × 2^-24.
-            let v = f as f32 * (1.0 / 16_777_216.0);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1F, 0) => sign | 0x7F80_0000,
-        (0x1F, f) => sign | 0x7F80_0000 | (f << 13),
-        (e, f) => sign | ((e + 112) << 23) | (f << 13),
-    };
-    f32::from_bits(value)
+    half::f16::from_bits(bits).to_f32()
 }
 
 #[cfg(target_arch = "x86_64")]
