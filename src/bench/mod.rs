@@ -1,4 +1,4 @@
-//! Issue 4's benchmark: the same sampling jobs measured in anchorscope and in a peer
+//! The speed benchmark: the same sampling jobs measured in anchorscope and in a peer
 //! (Python `transformers`), with peak memory and a decode roofline.
 //!
 //! The pieces here are the library side: the shared inputs both sides read ([`inputs`]), the

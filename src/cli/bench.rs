@@ -1,4 +1,4 @@
-//! `anchorscope bench`: issue 4's benchmark. Measures the same jobs in anchorscope and in the
+//! `anchorscope bench`: the speed benchmark. Measures the same jobs in anchorscope and in the
 //! peer (Python `transformers` on the same model file), each job in its own child process so
 //! its peak RSS is its own, then prints tokens/s, the ratio, wall time and peak memory, our
 //! memory at several row counts, and the decode roofline.

@@ -127,7 +127,7 @@ fn labels_from_real_classifiers_flow_into_every_format() {
     assert!(lines[2].contains("\"The request is harmful, and I don't want to help.\""));
 }
 
-/// Needs the store's real `atomic_write` (the io helper's work); fails against the stub.
+/// The export goes through the store's atomic write: the file holds exactly the rendered text.
 #[test]
 fn export_to_file_writes_the_rendered_text() {
     let (loaded, analysis) = loaded();

@@ -1,5 +1,5 @@
 //! The bundled sample traces are valid native traces, clearly marked as hand-written, and carry
-//! no rollouts or statistics (ISSUE 2, "Samples"). Read with serde directly, so these checks do
+//! no rollouts or statistics. Read with serde directly, so these checks do
 //! not depend on the importers.
 
 use std::path::{Path, PathBuf};

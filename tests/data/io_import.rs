@@ -138,7 +138,7 @@ fn truncated_last_store_line_is_a_warning_and_mid_file_garbage_an_error() {
     );
 
     // Garbage in the middle is skipped with its line number; the rest loads, and the same
-    // rollout stored twice counts once (issue 10: one bad line must not hide the store).
+    // rollout stored twice counts once (one bad line must not hide the store).
     let other = serde_json::to_string(&rollout(1, 2)).unwrap();
     fs::write(&store_path, format!("{good}\nnot json\n{other}\n{good}\n")).unwrap();
     let (rollouts, warnings) = store::read_rollouts(&store_path).unwrap();

@@ -1,4 +1,4 @@
-//! Numbers a researcher can trust (issue 10): Thought Anchors folders indexed by `chunk_idx`
+//! Numbers a researcher can trust: Thought Anchors folders indexed by `chunk_idx`
 //! and realigned, behavior names from the data, tags and dependencies; full folders with their
 //! rollouts ("ours" next to "theirs"); the store under faults; export clobbering.
 //!

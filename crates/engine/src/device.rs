@@ -1,4 +1,4 @@
-//! Device selection (`--device cpu|cuda|auto`). OWNED BY THE LM HELPER.
+//! Device selection (`--device cpu|cuda|auto`).
 
 use candle_core::Device;
 

@@ -1,7 +1,15 @@
-//! anchorscope-engine, the sampling engine: a local language model (candle) that samples continuations of a trace
-//! from a prefix, and the worker thread that runs jobs for the UI and the CLI. The rest of the
-//! program talks to the worker only through the messages below, so a remote server can later
-//! sit behind the same channel.
+//! anchorscope-engine: sampling continuations of a trace from a prefix.
+//!
+//! Owns: our Llama/Qwen decoder on candle ([`lm`]), tokenizers and chat formats ([`tokenizer`],
+//! [`chat`], [`chat_format`]), the sampler, the one decode session every caller shares
+//! ([`decode`]), the worker thread that runs jobs for the explorer and the CLI ([`worker`]),
+//! OpenAI-compatible servers as engines and judges ([`remote`]), the sentence embedder, model
+//! installs and device selection.
+//!
+//! May import: anchorscope-core, candle, tokenizers, minijinja, an HTTP client. Never the
+//! explorer (ratatui) or the command line (clap). The rest of the program talks to the worker
+//! only through the messages below ([`EngineCommand`] in, [`EngineEvent`] out, with typed
+//! [`EngineStatus`]), and asks the behavior set, never the tags, when labels are final.
 
 pub mod chat;
 pub mod chat_format;

@@ -23,7 +23,8 @@ use anchorscope_core::trace::LabelValue;
 use anchorscope_engine::{EngineCommand, EngineEvent};
 
 /// The message shown when resampling is asked for without an engine.
-pub const NO_ENGINE: &str = "resampling needs the engine (next release)";
+pub const NO_ENGINE: &str =
+    "resampling needs the engine: started without it (--no-engine); run without that flag";
 /// Rollouts per position requested by `r` / `R` (the interactive default of METHOD.md).
 pub const INTERACTIVE_ROLLOUTS: usize = 16;
 /// Export formats in the order the export popup lists them.

@@ -1,5 +1,10 @@
-//! The terminal explorer: a trace list and a trace view (colored sentences, rate chart,
-//! sentence detail).
+//! anchorscope-tui, the terminal explorer: a trace list and a trace view (colored sentences,
+//! rate chart, sentence detail).
+//!
+//! Owns: the screen, the keys and the theme. May import: anchorscope-core, anchorscope-engine
+//! (to start the worker and read its events), ratatui/crossterm. It never reads the config
+//! file (the binary hands it [`ExplorerSettings`]) and computes no statistics (those come from
+//! `anchorscope_core::analysis`).
 //!
 //! Architecture (ratatui's component pattern): state in plain structs ([`app::App`]), input
 //! mapped to [`action::Action`]s applied in one place ([`app::App::apply`]), rendering as pure

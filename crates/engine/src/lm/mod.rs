@@ -1,5 +1,5 @@
 //! The language model: Llama / Qwen2 / Qwen3 decoder over GGUF (quantized) or safetensors
-//! weights, with a prefix KV cache shared by batched rollouts. OWNED BY THE LM HELPER.
+//! weights, with a prefix KV cache shared by batched rollouts.
 //!
 //! Our own small decoder on candle tensors (not candle-transformers' models, whose KV cache is
 //! private): a [`Prefix`] is plain shared tensors, so one forward pass over a whole trace gives
