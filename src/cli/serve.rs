@@ -21,7 +21,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .map_or(worker::ModelChoice::Default, worker::ModelChoice::parse);
     let mut log = |s: anchorscope::engine::EngineStatus| eprintln!("{s}");
     let path = worker::resolve_model(&choice, &mut log)?;
-    let device = device::select(&args.device)?;
+    let (device, fallback) = device::select_explained(&args.device)?;
+    if let Some(why) = fallback {
+        eprintln!("{why}");
+    }
     eprintln!("loading {}…", path.display());
     let generator = worker::LmGenerator::load(&path, &device)?;
     eprintln!(

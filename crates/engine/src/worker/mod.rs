@@ -223,7 +223,10 @@ pub fn load_engine(
         return Ok((Box::new(generator), embedder));
     }
     let path = resolve_model(&config.model, status)?;
-    let device = device::select(&config.device)?;
+    let (device, fallback) = device::select_explained(&config.device)?;
+    if let Some(why) = fallback {
+        status(EngineStatus::Degraded(why));
+    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
