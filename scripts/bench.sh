@@ -13,6 +13,8 @@
 #   ANCHORSCOPE_BENCH_VENV  the venv (default $XDG_CACHE_HOME/anchorscope/bench-venv or
 #                           ~/.cache/anchorscope/bench-venv)
 #   PYTHON                  the Python that creates the venv (default python3)
+#   ANCHORSCOPE_BIN         an anchorscope binary already built (e.g. with CUDA by
+#                           scripts/build-cuda.sh) instead of `cargo run --release`
 set -eu
 
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
@@ -46,5 +48,8 @@ if [ "$need_peer" = yes ]; then
 fi
 
 cd "$root"
+if [ -n "${ANCHORSCOPE_BIN:-}" ]; then
+    exec "$ANCHORSCOPE_BIN" bench "$@"
+fi
 # shellcheck disable=SC2086 # $features is empty or one flag and its value
 exec cargo run --release --quiet $features -- bench "$@"

@@ -864,3 +864,37 @@ fn a_failing_position_in_a_group_is_reported_and_the_others_finish() {
     assert_eq!(group.rows.len(), 1);
     assert_eq!(group.rows[0].0, 0);
 }
+
+/// The GPU path computes what the CPU path computes: greedy continuations of every position of
+/// the tiny trace are the same tokens on CUDA as on the CPU, for each architecture. Only in
+/// CUDA builds (scripts/gpu-check.sh runs it on a GPU machine); without a GPU it skips locally.
+#[cfg(feature = "cuda")]
+#[test]
+fn greedy_continuations_on_cuda_equal_the_cpu() {
+    let gpu = match anchorscope::engine::device::select("cuda") {
+        Ok(device) => device,
+        Err(e) => {
+            crate::prereq::missing(&format!("a CUDA GPU ({e})"));
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trace = tiny_trace();
+    let greedy = SamplerSettings {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_new_tokens: 12,
+    };
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
+        let path = tiny_model_of(dir.path(), arch);
+        let mut cpu = load(&path);
+        let mut cuda = LmGenerator::load(&path, &gpu).unwrap_or_else(|e| panic!("{e}"));
+        for position in 0..trace.positions() {
+            assert_eq!(
+                sample(&mut cpu, &trace, position, &[1], &greedy),
+                sample(&mut cuda, &trace, position, &[1], &greedy),
+                "{arch:?} position {position}"
+            );
+        }
+    }
+}
