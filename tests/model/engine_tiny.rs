@@ -53,6 +53,15 @@ fn tiny_trace() -> Trace {
     trace
 }
 
+/// Greedy decoding (the seed does not matter) of at most `max_new_tokens`.
+fn greedy(max_new_tokens: u32) -> SamplerSettings {
+    SamplerSettings {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_new_tokens,
+    }
+}
+
 fn load(path: &Path) -> LmGenerator {
     LmGenerator::load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -101,11 +110,7 @@ fn sample(
 fn greedy_continuations_are_the_same_with_and_without_prefix_reuse() {
     let dir = tempfile::tempdir().unwrap();
     let trace = tiny_trace();
-    let greedy = SamplerSettings {
-        temperature: 0.0,
-        top_p: 1.0,
-        max_new_tokens: 12,
-    };
+    let greedy = greedy(12);
     for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
         let path = tiny_model_of(dir.path(), arch);
         let mut reuse = load(&path);
@@ -133,11 +138,7 @@ fn greedy_continuations_are_the_same_with_and_without_prefix_reuse() {
 fn a_hugging_face_directory_continues_like_the_gguf_of_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let trace = tiny_trace();
-    let greedy = SamplerSettings {
-        temperature: 0.0,
-        top_p: 1.0,
-        max_new_tokens: 12,
-    };
+    let greedy = greedy(12);
     for arch in [Arch::Llama, Arch::Qwen2] {
         let gguf = tiny_model_of(dir.path(), arch);
         let hf = dir.path().join(format!("hf-{}", arch.name()));
@@ -880,11 +881,7 @@ fn greedy_continuations_on_cuda_equal_the_cpu() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trace = tiny_trace();
-    let greedy = SamplerSettings {
-        temperature: 0.0,
-        top_p: 1.0,
-        max_new_tokens: 12,
-    };
+    let greedy = greedy(12);
     for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
         let path = tiny_model_of(dir.path(), arch);
         let mut cpu = load(&path);
