@@ -39,10 +39,13 @@ python3 -m pip download --no-deps --only-binary=:all: -d "$prefix/wheels" \
 for w in "$prefix"/wheels/*.whl; do python3 -m zipfile -e "$w" "$prefix"; done
 cuda="$prefix/nvidia/cu13"
 chmod +x "$cuda"/bin/* "$cuda"/nvvm/bin/* 2>/dev/null || true
-for l in libcudart libcublas libcublasLt libnvrtc; do
-  [ -e "$cuda/lib/$l.so" ] || ln -s "$l.so.13" "$cuda/lib/$l.so"
-done
-[ -e "$cuda/lib/libcurand.so" ] || ln -s libcurand.so.10 "$cuda/lib/libcurand.so"
+# candle's MoE kernels link the CUDA runtime (`-lcudart`). With no `libcudart.so` on the
+# linker's path and only the static runtime named libcudart.a, the linker takes the static one,
+# so the binary does not need libcudart.so.13 to start (the runtime opens the driver only when
+# the GPU is used). The other CUDA libraries are opened at run time by cudarc.
+rm -f "$cuda/lib/libcudart.so"
+mkdir -p "$prefix/static-cudart"
+cp "$cuda/lib/libcudart_static.a" "$prefix/static-cudart/libcudart.a"
 
 cd "$repo"
 step "cudarc with run-time loading"
@@ -72,7 +75,7 @@ grep -q '^dynamic-linking = \["dynamic-loading"\]$' "$patched/Cargo.toml" || {
 step "cargo $*"
 export CUDA_HOME="$cuda" PATH="$cuda/bin:$PATH" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" \
   CUDARC_CUDA_VERSION=13000 CUDAFORGE_THREADS="$(nproc)" \
-  LIBRARY_PATH="$cuda/lib:${LIBRARY_PATH:-}"
+  LIBRARY_PATH="$prefix/static-cudart:$cuda/lib:${LIBRARY_PATH:-}"
 # The patch rewrites Cargo.lock's cudarc source; the committed lock file is put back after.
 cp Cargo.lock "$prefix/Cargo.lock.orig"
 trap 'cp "$prefix/Cargo.lock.orig" "$repo/Cargo.lock"' EXIT
