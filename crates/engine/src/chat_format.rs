@@ -85,11 +85,9 @@ impl JinjaChat {
                 eos_token => self.eos,
             })
             .map_err(|e| format!("{e:#}"))?;
-        for opener in ["<think>\n", "<think>"] {
-            if let Some(kept) = text.strip_suffix(opener) {
-                text.truncate(kept.len());
-                break;
-            }
+        let think = anchorscope_core::trace::tags::THINK.open;
+        if let Some(kept) = text.strip_suffix('\n').unwrap_or(&text).strip_suffix(think) {
+            text.truncate(kept.len());
         }
         Ok(text)
     }
