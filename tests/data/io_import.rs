@@ -475,6 +475,42 @@ fn directory_scan_skips_hidden_dirs_and_rollout_stores() {
     assert_eq!(o.traces[0].rollouts.len(), 1);
 }
 
+/// Our own JSON export beside the trace it was made from is not a trace: a directory scan
+/// skips it (no "1 file failed to load" at every later start), and opening it names what it is.
+#[test]
+fn our_json_exports_are_never_read_as_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("a.json");
+    fs::copy(fixture("chat/reasoning_content.json"), &trace).unwrap();
+    let loaded = load_path(&trace, &SplitOptions::default()).unwrap();
+    let analysis = anchorscope::analysis::analyze_trace(
+        &loaded.traces[0].trace,
+        &loaded.traces[0].rollouts,
+        &[],
+        &anchorscope::analysis::AnalysisOptions::default(),
+    );
+    let exported = dir.path().join("a.export.json");
+    fs::write(
+        &exported,
+        anchorscope::export::render(
+            &loaded.traces[0],
+            &analysis,
+            anchorscope::export::ExportFormat::Json,
+        ),
+    )
+    .unwrap();
+    let o = load_path(dir.path(), &SplitOptions::default()).unwrap();
+    assert!(o.errors.is_empty(), "{:?}", o.errors);
+    assert_eq!(o.traces.len(), 1);
+    let err = load_path(&exported, &SplitOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a.export.json") && err.contains("anchorscope export"),
+        "{err}"
+    );
+}
+
 // ---- The real Thought Anchors example in ../shared ----
 
 fn shared_problem() -> Option<PathBuf> {

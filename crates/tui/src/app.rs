@@ -425,10 +425,13 @@ impl App {
         }
         match &self.popup {
             Some(Popup::Help) => {
-                if matches!(action, Action::Back | Action::Help | Action::Open) {
+                // `q` closes the help like Esc does: a person reading it wants the explorer
+                // back, not gone.
+                if matches!(
+                    action,
+                    Action::Back | Action::Help | Action::Open | Action::Quit
+                ) {
                     self.popup = None;
-                } else if action == Action::Quit {
-                    self.should_quit = true;
                 }
                 return;
             }

@@ -7,7 +7,7 @@ use crate::loaded::LoadedTrace;
 use crate::store::runs::{Pool, RunRecord};
 use crate::trace::{LabelValue, Rollout, Trace};
 
-pub const EXPORT_FORMAT: &str = "anchorscope-export";
+pub use crate::trace::EXPORT_FORMAT;
 pub const EXPORT_VERSION: u32 = 1;
 
 #[derive(Serialize)]

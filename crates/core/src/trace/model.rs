@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const TRACE_FORMAT: &str = "anchorscope-trace";
 /// Version of the native trace format this build reads and writes.
 pub const TRACE_FORMAT_VERSION: u32 = 1;
+/// The `format` of our own JSON export (`export::json`): a trace with its analysis, never read
+/// back as a trace (a directory scan skips it, opening one names what it is).
+pub const EXPORT_FORMAT: &str = "anchorscope-export";
 
 /// One chat message of the prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -299,6 +299,12 @@ fn help_popup_swallows_keys_until_closed() {
     assert_eq!(app.selected, 0);
     feed(&mut app, [code(KeyCode::Esc)]);
     assert_eq!(app.popup, None);
+    // `q` in the help closes it; it does not quit the explorer.
+    feed(&mut app, [key('?'), key('q')]);
+    assert_eq!(app.popup, None);
+    assert!(!app.should_quit);
+    feed(&mut app, [key('q')]);
+    assert!(app.should_quit);
 }
 
 #[test]

@@ -107,7 +107,7 @@ pub fn parse_path(path: &Path, opts: &SplitOptions) -> Result<ParseOutcome, Impo
             errors: Vec::new(),
         });
     }
-    let mut outcome = load_file(path, opts)?;
+    let mut outcome = load_file(path, opts, Exports::Refuse)?;
     if outcome.traces.is_empty() && outcome.errors.len() == 1 {
         // A file holding one broken trace: report it as the error it is.
         if let Some(e) = outcome.errors.pop() {
@@ -158,7 +158,8 @@ fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut ParseOu
         {
             continue;
         }
-        match load_file(&path, opts) {
+        // Our own JSON exports often sit beside the traces they were made from.
+        match load_file(&path, opts, Exports::Skip) {
             Ok(mut o) => {
                 outcome.traces.append(&mut o.traces);
                 outcome.errors.append(&mut o.errors);
@@ -169,7 +170,19 @@ fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut ParseOu
 }
 
 /// Read a file as JSON (one object or an array) or as JSON lines.
-fn load_file(path: &Path, opts: &SplitOptions) -> Result<ParseOutcome, ImportError> {
+/// What to do with one of our own JSON exports: skipped in a directory scan, an error naming
+/// it when it is the file asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exports {
+    Skip,
+    Refuse,
+}
+
+fn load_file(
+    path: &Path,
+    opts: &SplitOptions,
+    exports: Exports,
+) -> Result<ParseOutcome, ImportError> {
     let bytes = fs::read(path).map_err(|e| ImportError::new(path, "", e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ImportError::new(
@@ -185,6 +198,17 @@ fn load_file(path: &Path, opts: &SplitOptions) -> Result<ParseOutcome, ImportErr
         return Ok(load_jsonl(path, &text, opts));
     }
     match json::parse(&text) {
+        Ok(value) if value.get("format").and_then(Value::as_str) == Some(super::EXPORT_FORMAT) => {
+            match exports {
+                Exports::Skip => Ok(ParseOutcome::default()),
+                Exports::Refuse => Err(ImportError::new(
+                    path,
+                    "",
+                    "this is an anchorscope export (a trace with its analysis), not a trace: \
+                     open the trace it was exported from",
+                )),
+            }
+        }
         Ok(value) => load_json_value(path, &text, &value, opts),
         Err(problem) => {
             if looks_like_jsonl(&text) {
