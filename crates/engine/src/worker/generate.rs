@@ -319,14 +319,15 @@ impl LmGenerator {
 }
 
 impl LmGenerator {
-    /// The rendered prompt and the whole response: prefilled once per trace. The text to
-    /// continue at a position, [`ChatFormat::continuation_prompt`], is a prefix of it.
-    fn full_text(&self, trace: &Trace) -> Result<String, EngineError> {
-        Ok(format!(
-            "{}{}",
-            self.template.render_prompt(&trace.prompt)?,
-            trace.response
-        ))
+    /// The rendered prompt and the whole response (prefilled once per trace), and where the
+    /// response starts in it. The text to continue at a position
+    /// ([`ChatFormat::continuation_prompt`]) is the first `response_at + prefix(i).len()`
+    /// bytes, so the template is rendered once per trace, not once per position.
+    fn full_text(&self, trace: &Trace) -> Result<(String, usize), EngineError> {
+        let mut text = self.template.render_prompt(&trace.prompt)?;
+        let response_at = text.len();
+        text.push_str(&trace.response);
+        Ok((text, response_at))
     }
 }
 
@@ -350,8 +351,8 @@ impl Generator for LmGenerator {
         if seeds.is_empty() {
             return Ok(());
         }
-        let full = self.full_text(trace)?;
-        let cut = self.template.continuation_prompt(trace, position)?.len();
+        let (full, response_at) = self.full_text(trace)?;
+        let cut = response_at + trace.prefix(position).len();
         let (prefix, logits) = self.prefix_at(&full, cut, settings.max_new_tokens as usize)?;
         self.decode_rows(&prefix, &logits, seeds, settings, control)
     }
@@ -384,7 +385,7 @@ impl Generator for LmGenerator {
         settings: &SamplerSettings,
         control: &mut dyn GroupControl,
     ) -> Result<(), EngineError> {
-        let full = self.full_text(trace)?;
+        let (full, response_at) = self.full_text(trace)?;
         let max_new = settings.max_new_tokens as usize;
         let mut starts = Vec::with_capacity(work.len());
         for (slot, (position, seeds)) in work.iter().enumerate() {
@@ -392,7 +393,7 @@ impl Generator for LmGenerator {
                 continue;
             }
             // Every position's prefix comes from the one prefilled trace (prefix_at keeps it).
-            let cut = self.template.continuation_prompt(trace, *position)?.len();
+            let cut = response_at + trace.prefix(*position).len();
             match self.prefix_at(&full, cut, max_new) {
                 Ok((prefix, logits)) => starts.push(Start {
                     slot,
