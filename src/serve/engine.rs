@@ -98,23 +98,15 @@ pub struct Engine {
     /// Test-only fault (`--fault-delay-ms`): sleep before each request, as a slow model would,
     /// so requests queue behind each other.
     pub fault_delay: std::time::Duration,
-    eos: Vec<u32>,
     cache: Option<PromptCache>,
     seed_counter: u64,
 }
 
 impl Engine {
     pub fn new(generator: LmGenerator) -> Self {
-        let mut eos = generator.lm.info().eos_token_ids.clone();
-        for id in &generator.tokenizer.eos_token_ids {
-            if !eos.contains(id) {
-                eos.push(*id);
-            }
-        }
         Engine {
             generator,
             fault_delay: std::time::Duration::ZERO,
-            eos,
             cache: None,
             seed_counter: 0,
         }
@@ -264,7 +256,7 @@ impl Engine {
         let decoder = Decoder {
             lm: &self.generator.lm,
             tokenizer: &self.generator.tokenizer,
-            eos: &self.eos,
+            eos: self.generator.eos(),
             mask_eos: false,
             temperature: params.temperature,
             top_p: params.top_p,

@@ -146,6 +146,11 @@ impl LmGenerator {
     }
 
     /// One line for status bars: `SmolLM2-135M-Instruct (llama, 49152 tokens)`.
+    /// The ids that end a response: the model's end-of-sequence ids and the tokenizer's.
+    pub fn eos(&self) -> &[u32] {
+        &self.eos
+    }
+
     pub fn describe(&self) -> String {
         let i = self.lm.info();
         format!("{} ({}, {} tokens)", i.name, i.arch, i.vocab_size)
