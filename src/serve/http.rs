@@ -265,15 +265,12 @@ fn read_chunked<R: Read>(reader: &mut BufReader<R>, max_body: usize) -> Result<V
     loop {
         let line = read_line(reader)?.ok_or_else(|| bad(400, "connection closed in a chunk"))?;
         let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = (!size_text.is_empty() && size_text.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| u64::from_str_radix(size_text, 16).ok())
-            .flatten();
-        let Some(size) = size else {
-            // 16 hex digits or fewer parse; more cannot be a size we accept.
-            if !size_text.is_empty() && size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(too_large(max_body));
-            }
+        if size_text.is_empty() || !size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad(400, format!("malformed chunk size `{}`", cut(&line))));
+        }
+        // Hex digits that do not fit 64 bits cannot be a size we accept.
+        let Ok(size) = u64::from_str_radix(size_text, 16) else {
+            return Err(too_large(max_body));
         };
         if size == 0 {
             // Trailers up to the blank line.

@@ -363,19 +363,20 @@ fn gate(head: &Head, shared: &Shared) -> Option<(Response, Outcome)> {
 /// `Origin` and the address they connected to as `Host`.
 fn cross_site(head: &Head, local: SocketAddr) -> Option<String> {
     if let Some(origin) = head.header("origin") {
+        // "null" is what a sandboxed page or a file sends: never this machine's own page.
         let host = origin
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"))
             .unwrap_or("");
-        if origin != "null" && !is_loopback_host(host) {
+        if origin == "null" {
+            return Some("a request with Origin `null` is refused".into());
+        }
+        if !is_loopback_host(host) {
             return Some(format!(
                 "cross-site request from Origin `{}` refused (set {API_KEY_ENV} to allow \
                  other clients with a key)",
                 http::cut(origin)
             ));
-        }
-        if origin == "null" {
-            return Some("a request with Origin `null` is refused".into());
         }
     }
     if let Some(host) = head.header("host") {

@@ -4,14 +4,8 @@
 //! and a silent skip there would hide a broken set-up.
 
 /// Report a missing prerequisite: panics under `CI=true`, else prints a note. Call it where the
-/// test then returns early.
-pub fn missing(what: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} is missing under CI=true (CI installs it; see .ci/run)"
-    );
-    eprintln!("note: {what} is missing; skipping this test");
-}
+/// test then returns early. The same rule as the engine's unit tests.
+pub use anchorscope::engine::lm::testing::missing;
 
 /// `found`, or the note (or CI failure) of [`missing`].
 #[allow(dead_code)] // not every test crate looks for something optional

@@ -9,8 +9,9 @@
 use serde_json::Value;
 
 use super::json::{Node, Problem};
-use super::{content_text, detect_style, tier_from, Parsed};
+use super::{content_text, tier_from, Parsed};
 use crate::trace::model::{Message, ReasoningStyle, SourceKind, Trace};
+use crate::trace::tags::style_of;
 
 const CONTINUE_TURN: &str = "<NEXT/>";
 
@@ -81,7 +82,7 @@ pub fn split_conversation(
         if i > 0 {
             response.push('\n');
         }
-        let tagged = detect_style(content) != ReasoningStyle::Plain;
+        let tagged = style_of(content) != ReasoningStyle::Plain;
         match reasoning {
             Some(r) if !r.trim().is_empty() && !tagged => {
                 response.push_str(&format!("<think>\n{r}\n</think>\n\n{content}"));
@@ -91,7 +92,7 @@ pub fn split_conversation(
         }
     }
     if style == ReasoningStyle::Plain {
-        style = detect_style(&response);
+        style = style_of(&response);
     }
     Ok((prompt, response, style))
 }

@@ -447,8 +447,3 @@ pub(crate) fn tier_from(field: Option<&Value>, prompt: &[Message]) -> Option<Str
     }
     None
 }
-
-/// The reasoning style a response uses, from its tags.
-pub(crate) fn detect_style(response: &str) -> super::model::ReasoningStyle {
-    super::tags::style_of(response)
-}

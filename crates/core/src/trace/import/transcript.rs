@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 
 use super::chat::{id_of, split_conversation};
 use super::json::{Node, Problem};
-use super::{content_text, detect_style, tier_from, Parsed};
+use super::{content_text, tier_from, Parsed};
 use crate::trace::model::{Message, SourceKind, Trace};
+use crate::trace::tags::style_of;
 
 const RESPONSE_KEYS: [&str; 3] = ["response", "completion", "output"];
 
@@ -51,7 +52,7 @@ pub fn parse(node: &Node<'_>, default_id: &str) -> Result<Parsed, Problem> {
     }
     let mut trace = Trace::new(id_of(node, default_id), prompt, response);
     trace.source = SourceKind::AfTranscript;
-    trace.reasoning_style = detect_style(&trace.response);
+    trace.reasoning_style = style_of(&trace.response);
     trace.model = node
         .get("model")
         .or_else(|| node.get("model_id"))
