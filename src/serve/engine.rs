@@ -274,8 +274,15 @@ impl Engine {
             searched: vec![StopSearch::default(); seeds.len()],
             done: vec![None; seeds.len()],
             steps: 0,
+            failed: None,
         };
-        if decoder.run(vec![start], &mut rule)? == Ended::Early {
+        let ended = decoder.run(vec![start], &mut rule)?;
+        // A tokenizer failure while flushing a finished row is the request's error, as before
+        // the decode loop was shared.
+        if let Some(e) = rule.failed {
+            return Err(e);
+        }
+        if ended == Ended::Early {
             return Ok(None);
         }
         rule.done
@@ -298,6 +305,8 @@ struct ApiRule<'a> {
     searched: Vec<StopSearch>,
     done: Vec<Option<Choice>>,
     steps: usize,
+    /// The first error met inside the rule (flushing a row's text), answered after the session.
+    failed: Option<EngineError>,
 }
 
 impl ApiRule<'_> {
@@ -310,7 +319,11 @@ impl ApiRule<'_> {
 
     /// Flush the held-back tail (the last character's bytes): it may complete a stop string.
     fn flush_then(&mut self, row: &mut Row, otherwise: Finish) -> Finish {
-        if row.stream.flush(self.tokenizer, &row.tokens).is_ok() && self.cut_at_stop(row) {
+        if let Err(e) = row.stream.flush(self.tokenizer, &row.tokens) {
+            self.failed.get_or_insert(e);
+            return otherwise;
+        }
+        if self.cut_at_stop(row) {
             Finish::Stop
         } else {
             otherwise
