@@ -43,6 +43,10 @@ pub struct Config {
     pub judge: JudgeSettings,
     /// `[sampling]`: which runs' rollouts rates pool (see store::runs).
     pub sampling: SamplingConfig,
+    /// `export_dir = "…"` (top level, before any table): where the explorer's `e` writes
+    /// exports (default `./anchorscope-exports`; `--export-dir` overrides it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -88,6 +92,7 @@ impl Config {
             behaviors: self.behaviors.clone(),
             analysis: self.analysis.clone(),
             sampling: self.sampling.clone(),
+            export_dir: self.export_dir.clone(),
         }
     }
 

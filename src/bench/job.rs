@@ -291,7 +291,7 @@ impl EventLog {
                         .push(self.last_rollout - self.position_started);
                 }
             }
-            EngineEvent::Status(_) | EngineEvent::Progress { .. } => {}
+            EngineEvent::Status(_) | EngineEvent::Model(_) | EngineEvent::Progress { .. } => {}
         }
     }
 }

@@ -112,6 +112,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
                 ..
             } => progress.update(done, total, tokens_per_s),
             EngineEvent::Rollout { .. } => stored += 1,
+            EngineEvent::Model(_) => {}
             EngineEvent::Error { message, .. } => {
                 progress.say(&format!("error: {message}"));
                 errors.push(message);

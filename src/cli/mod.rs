@@ -92,8 +92,20 @@ pub struct Cli {
     #[command(flatten)]
     pub engine: engine_opts::EngineArgs,
 
+    #[command(flatten)]
+    pub explorer: ExplorerArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Options of the explorer itself (besides the engine's).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExplorerArgs {
+    /// Where `e` writes exports (default: the config's `export_dir`, else
+    /// ./anchorscope-exports; created when first needed).
+    #[arg(long, value_name = "DIR")]
+    pub export_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -515,6 +527,9 @@ pub struct OpenArgs {
 
     #[command(flatten)]
     pub engine: engine_opts::EngineArgs,
+
+    #[command(flatten)]
+    pub explorer: ExplorerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -626,7 +641,9 @@ pub struct ExportArgs {
     #[arg(long, short = 'f', value_parser = choice::<ExportFormat>(ExportFormat::NAMES))]
     pub format: ExportFormat,
 
-    /// Output file (default: <name>.<ext> in the current directory).
+    /// Output file (default: <name>.<ext> in the current directory). When TRACE holds
+    /// several traces and no --trace picks one: the directory that receives every trace as
+    /// <id>.<ext> (default ./anchorscope-exports).
     #[arg(long = "output", short = 'o', value_name = "OUT")]
     pub output: Option<PathBuf>,
 
@@ -656,8 +673,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = load_config(cli.config.as_deref())?;
     let outcome = match cli.command {
-        None => open::run(cli.path.as_deref(), &cli.engine, config),
-        Some(Command::Open(args)) => open::run(args.path.as_deref(), &args.engine, config),
+        None => open::run(cli.path.as_deref(), &cli.engine, &cli.explorer, config),
+        Some(Command::Open(args)) => {
+            open::run(args.path.as_deref(), &args.engine, &args.explorer, config)
+        }
         Some(Command::Analyze(args)) => analyze::run(&args, &config),
         Some(Command::Collect(args)) => collect::run(&args, &config),
         Some(Command::Model(ModelCommand {

@@ -9,11 +9,17 @@ use anchorscope::config::Config;
 
 use super::engine_opts::EngineArgs;
 use super::load;
+use super::ExplorerArgs;
 
 /// The bundled examples, looked up in the current directory (the repository root).
 const DEFAULT_DIR: &str = "sample-traces";
 
-pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::Result<()> {
+pub fn run(
+    path: Option<&Path>,
+    engine: &EngineArgs,
+    explorer: &ExplorerArgs,
+    config: Config,
+) -> anyhow::Result<()> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => default_path()?,
@@ -35,7 +41,11 @@ pub fn run(path: Option<&Path>, engine: &EngineArgs, config: Config) -> anyhow::
         force_list: path.is_dir() && !is_one_trace_folder,
         engine: engine.worker_config(&config)?,
     };
-    anchorscope::tui::run_with_options(outcome, config.explorer(), options)
+    let mut settings = config.explorer();
+    if let Some(dir) = &explorer.export_dir {
+        settings.export_dir = Some(dir.clone());
+    }
+    anchorscope::tui::run_with_options(outcome, settings, options)
 }
 
 fn default_path() -> anyhow::Result<PathBuf> {

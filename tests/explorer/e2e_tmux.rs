@@ -129,8 +129,10 @@ fn open_move_switch_behavior_export_and_quit() {
     let trace = dir.path().join("trace.json");
     std::fs::copy(sample("example-free-tier-complies.json"), &trace).unwrap();
     let exit_file = dir.path().join("exit-status");
+    let exports = dir.path().join("exports");
     let command = format!(
-        "'{BIN}' --no-engine '{}'; echo $? > '{}'",
+        "'{BIN}' --no-engine --export-dir '{}' '{}'; echo $? > '{}'",
+        exports.display(),
         trace.display(),
         exit_file.display()
     );
@@ -160,7 +162,12 @@ fn open_move_switch_behavior_export_and_quit() {
     // The help popup lists bindings from the key map, and Esc closes it.
     tmux.keys(&["?"]);
     tmux.wait_for("help popup", |s| {
-        s.contains("resample the selected sentence") && s.contains("copy the whole trace")
+        s.contains("next sentence") && s.contains("copy the whole trace")
+    });
+    // It scrolls to its end.
+    tmux.keys(&["G"]);
+    tmux.wait_for("the end of the help", |s| {
+        s.contains("keys are set in [keys]")
     });
     tmux.keys(&["Escape"]);
 
@@ -168,9 +175,14 @@ fn open_move_switch_behavior_export_and_quit() {
     tmux.keys(&["e"]);
     tmux.wait_for("export popup", |s| s.contains("html"));
     tmux.keys(&["3"]);
-    let screen = tmux.wait_for("export message", |s| s.contains("exported to"));
-    let exported = dir.path().join("trace.html");
-    assert!(screen.contains("trace.html"), "{screen}");
+    let screen = tmux.wait_for("export message", |s| s.contains("exported "));
+    // Into the export directory, named by the trace id; never beside the trace.
+    let exported = exports.join("example-free-tier-complies.html");
+    assert!(
+        screen.contains("example-free-tier-complies.html"),
+        "{screen}"
+    );
+    assert!(!dir.path().join("trace.html").exists());
     let html = wait_for_file(&exported);
     assert!(html.contains("<svg"), "the page has its rate chart");
     assert!(
@@ -263,8 +275,15 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
     tmux.wait_for("the trace view", |s| s.contains("1/17"));
     tmux.wait_for("the model", |s| s.contains("model ready"));
 
-    // Sentence 2, then r: 16 rollouts at positions 2 and 3.
-    tmux.keys(&["j", "j", "r"]);
+    // Sentence 2, then r: 16 rollouts at positions 2 and 3. R right after waits in the
+    // queue instead of cancelling it.
+    tmux.keys(&["j", "j", "r", "R"]);
+    tmux.wait_for("the second job queued", |s| {
+        s.contains("queued behind 1 job")
+    });
+    tmux.keys(&["J"]);
+    tmux.wait_for("the job list", |s| s.contains("queued #1"));
+    tmux.keys(&["Escape"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = loop {
         let lines = std::fs::read_to_string(&store)
@@ -275,13 +294,13 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(
-        lines,
-        32,
+    assert!(
+        lines >= 32,
         "16 rollouts at each of positions 2 and 3; screen:\n{}",
         tmux.screen()
     );
-    for line in std::fs::read_to_string(&store).unwrap().lines() {
+    // The first job's rollouts come first in the store: positions 2 and 3 only.
+    for line in std::fs::read_to_string(&store).unwrap().lines().take(32) {
         let r: anchorscope::trace::Rollout = serde_json::from_str(line).unwrap();
         assert!(
             r.position == 2 || r.position == 3,
@@ -308,9 +327,80 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
             n.len() == 3 && n[1] + n[2] == 16
         })
     });
-    assert!(screen.contains("3/17"), "{screen}");
+    assert!(screen.contains("sentence 2"), "{screen}");
 
+    // The queued R runs now: q asks first, and says what would be lost.
     tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| {
+        s.contains("quit?") && s.contains("not stored yet")
+    });
+    tmux.keys(&["n"]);
+    tmux.wait_for("the question gone", |s| !s.contains("quit?"));
+    tmux.keys(&["q", "y"]);
+    assert_eq!(wait_for_file(&exit_file).trim(), "0");
+    // Every stored line is whole: quitting mid-job loses only what was in flight.
+    for line in std::fs::read_to_string(&store).unwrap().lines() {
+        serde_json::from_str::<anchorscope::trace::Rollout>(line).unwrap();
+    }
+}
+
+/// The researcher's keys in the real binary, on a directory of two traces with rollouts (test
+/// data written by the test): the list sorts by anchors, `]` jumps to one, `p` shows the
+/// context, `o` the rollouts.
+#[test]
+fn list_sort_anchors_context_and_rollouts_in_the_real_binary() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = crate::tui_support::several();
+    for t in outcome.traces.iter().take(2) {
+        let path = dir.path().join(format!("{}.json", t.trace.id));
+        anchorscope::store::save_trace(&path, &t.trace).unwrap();
+        let lines: String = t
+            .rollouts
+            .iter()
+            .map(|r| format!("{}\n", serde_json::to_string(r).unwrap()))
+            .collect();
+        if !lines.is_empty() {
+            std::fs::write(
+                dir.path().join(format!("{}.rollouts.jsonl", t.trace.id)),
+                lines,
+            )
+            .unwrap();
+        }
+    }
+    let exit_file = dir.path().join("exit-status");
+    let command = format!(
+        "'{BIN}' --no-engine '{}'; echo $? > '{}'",
+        dir.path().display(),
+        exit_file.display()
+    );
+    let tmux = Tmux::start("researcher", 100, 30, &command);
+    tmux.wait_for("the trace list", |s| s.contains("traces (2)"));
+    // s twice: sorted by significant sentences, the trace with anchors first.
+    tmux.keys(&["s", "s"]);
+    let screen = tmux.wait_for("the anchor sort", |s| s.contains("sort: significant"));
+    let first_row = screen
+        .lines()
+        .find(|l| l.contains("af-free-001") || l.contains("af-paid-002"))
+        .unwrap();
+    assert!(first_row.contains("af-free-001"), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the trace", |s| s.contains("top anchors (2)"));
+    tmux.keys(&["]"]);
+    tmux.wait_for("the next anchor", |s| {
+        s.contains("anchor 2/2 for compliance")
+    });
+    tmux.keys(&["p"]);
+    tmux.wait_for("the context", |s| {
+        s.contains("system prompt") && s.contains("final output")
+    });
+    tmux.keys(&["Escape", "o"]);
+    tmux.wait_for("the rollout browser", |s| {
+        s.contains("rollouts of S1") && s.contains("More reasoning follows.")
+    });
+    tmux.keys(&["Escape", "q"]);
     assert_eq!(wait_for_file(&exit_file).trim(), "0");
 }
 
@@ -365,7 +455,11 @@ fn sigterm_and_sighup_restore_the_terminal() {
             .status()
             .unwrap();
         assert!(sent.success());
-        let screen = tmux.wait_for("the shell after the explorer", |s| s.contains("ended "));
+        // The shell prints the stty line just after "ended": wait for both (not only the
+        // first, which raced with the second on a loaded machine).
+        let screen = tmux.wait_for("the shell after the explorer", |s| {
+            s.contains("ended ") && s.contains("icanon")
+        });
         // Raw mode left (canonical input and echo back on), alternate screen and mouse off.
         assert!(
             screen.contains("icanon echo") && !screen.contains("-icanon"),
@@ -388,4 +482,48 @@ fn sigterm_and_sighup_restore_the_terminal() {
             "{signal}: alternate screen / mouse still on"
         );
     }
+}
+
+/// A closed terminal (the tmux server killed: the pty hangs up) ends the explorer process; it
+/// used to stay behind, spinning on the hung-up tty while joining its input thread.
+#[test]
+fn closing_the_terminal_ends_the_process() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    std::fs::copy(sample("example-free-tier-complies.json"), &trace).unwrap();
+    let command = format!("'{BIN}' --no-engine '{}'; sleep 60", trace.display());
+    let tmux = Tmux::start("hangup", 100, 30, &command);
+    tmux.wait_for("the trace view", |s| s.contains("1/17"));
+    let shell: u32 = String::from_utf8_lossy(
+        &tmux
+            .cmd()
+            .args(["display", "-p", "-t", "e2e", "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let explorer = child_of(shell).expect("the explorer runs under the pane's shell");
+    drop(tmux);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let proc_dir = PathBuf::from(format!("/proc/{explorer}"));
+    // Gone, or a zombie waiting for its (also ended) parent.
+    let ended = || {
+        std::fs::read_to_string(proc_dir.join("stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    while !ended() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ended(),
+        "the explorer (pid {explorer}) is still running after the hang-up"
+    );
 }

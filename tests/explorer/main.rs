@@ -12,4 +12,5 @@ mod prereq;
 mod tui_support;
 
 mod e2e_tmux;
+mod researcher_panes;
 mod tui_snapshots;

@@ -55,12 +55,14 @@ fn trace_list_with_import_error() {
     let (mut app, _) = app(several());
     let buf = drive(&mut app, 100, 16, vec![]);
     let t = text(&buf);
-    assert!(t.contains("af-paid-002") && t.contains("af-transcript") && t.contains("paid"));
+    assert!(t.contains("af-paid-002") && t.contains("paid"));
     assert!(t.contains("traces/broken.json: line 4, column 12"));
+    // Per trace: its own outcome, significant sentences, largest |Δ|, rollouts.
     assert!(
-        t.contains("compliance, alignment_faking"),
-        "behaviors column:\n{t}"
+        t.contains("outcome") && t.contains("sig.") && t.contains("max|Δ|"),
+        "columns:\n{t}"
     );
+    assert!(t.contains("columns: compliance"), "{t}");
     insta::assert_snapshot!("trace_list", t);
 }
 
@@ -165,12 +167,29 @@ fn af_detail_names_the_rule_based_judge() {
 #[test]
 fn help_popup_lists_every_binding() {
     let (mut app, _) = app(single(true));
-    let buf = drive(&mut app, 100, 36, vec![key('?')]);
+    let buf = drive(&mut app, 100, 60, vec![key('?')]);
     let t = text(&buf);
     for a in anchorscope::tui::action::Action::BINDABLE {
         assert!(t.contains(a.describe()), "help lacks {a:?}");
     }
     insta::assert_snapshot!("help_popup", t);
+}
+
+#[test]
+fn help_scrolls_on_a_small_terminal_and_stops_at_its_end() {
+    let (mut app, _) = app(single(true));
+    let first = text(&drive(&mut app, 80, 24, vec![key('?')]));
+    assert!(first.contains("next sentence"), "{first}");
+    assert!(!first.contains("this help"), "the end is below: {first}");
+    let end = text(&drive(&mut app, 80, 24, vec![key('G')]));
+    assert!(end.contains("keys are set in [keys]"), "{end}");
+    // Past the end it stays at the end: one step up shows a line the end did not.
+    let again = text(&drive(&mut app, 80, 24, vec![key('j'), key('j'), key('k')]));
+    assert_ne!(again, end);
+    assert!(again.contains("this help"), "{again}");
+    // q closes it.
+    drive(&mut app, 80, 24, vec![key('q')]);
+    assert!(app.popup.is_none() && !app.should_quit);
 }
 
 #[test]
@@ -190,13 +209,14 @@ fn two_behavior_view() {
     let (mut app, _) = app(single(true));
     let buf = drive(&mut app, 120, 30, vec![key('v')]);
     let t = text(&buf);
+    // The coloring behavior on the left, the next one on the right.
     assert!(
-        t.contains("┌ alignment_faking ") && t.contains("┌ compliance "),
+        t.contains("┌ compliance ") && t.contains("┌ alignment_faking "),
         "{t}"
     );
-    // S1 promotes AF (left column) and suppresses compliance (right column).
+    // S1 suppresses compliance (left column) and promotes AF (right column).
     let row = t.lines().find(|l| l.contains("If I refuse")).unwrap();
-    assert!(row.find('▲').unwrap() < row.find('▼').unwrap(), "{row}");
+    assert!(row.find('▼').unwrap() < row.find('▲').unwrap(), "{row}");
     insta::assert_snapshot!("two_behavior_view", t);
 }
 
@@ -240,7 +260,7 @@ fn yank_through_the_loop_uses_the_injected_clipboard() {
     let buf = drive(&mut app, 80, 24, vec![key('y')]);
     let last = text(&buf).lines().last().unwrap().to_string();
     assert!(
-        last.ends_with("sentence: copied to clipboard (73 chars)"),
+        last.contains("sentence: copied to clipboard (73 chars)"),
         "{last}"
     );
 }

@@ -57,6 +57,9 @@ pub struct Job {
 pub enum EngineEvent {
     /// What the engine is doing (shown in the status line).
     Status(EngineStatus),
+    /// Which model samples, once it is loaded (a UI warns before resampling a trace that
+    /// another model wrote).
+    Model(ModelIdentity),
     Rollout {
         job: JobId,
         rollout: Box<Rollout>,
@@ -75,6 +78,17 @@ pub enum EngineEvent {
         job: JobId,
         cancelled: bool,
     },
+}
+
+/// The model an engine samples with, as its run records name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// `local` or `openai`.
+    pub engine: String,
+    /// The model file's path, or the served model's name.
+    pub model: String,
+    /// SHA-256 (hex) of the model file, when there is one.
+    pub sha256: Option<String>,
 }
 
 /// The engine's state, typed so that a UI decides how to show it without reading its text.

@@ -8,19 +8,32 @@ use ratatui::layout::{Position, Rect};
 
 use super::action::Action;
 use super::clipboard::{ClipboardSink, SystemClipboard};
-use super::engine_hook::{EngineHook, JobProgress, Jobs};
+use super::engine_hook::EngineHook;
 use super::event::AppEvent;
+use super::jobs::Jobs;
 use super::keymap::KeyMap;
 use super::theme::Theme;
-use anchorscope_core::analysis::{analyze_trace, AnalysisOptions, ImportanceKind, TraceAnalysis};
+use anchorscope_core::analysis::{AnalysisOptions, ImportanceKind};
 use anchorscope_core::behavior::scope::{label_continuations, JudgeScope};
 use anchorscope_core::behavior::user::label_stored;
-use anchorscope_core::behavior::{BehaviorSet, ALIGNMENT_FAKING, COMPLIANCE};
+use anchorscope_core::behavior::BehaviorSet;
 use anchorscope_core::export::{export_to_file, ExportFormat};
 use anchorscope_core::loaded::{runs_of, LoadOutcome, LoadedTrace};
-use anchorscope_core::store::runs::{pool, Pool, PoolMode, RunRecord};
+use anchorscope_core::store::runs::PoolMode;
 use anchorscope_core::trace::LabelValue;
-use anchorscope_engine::{EngineCommand, EngineEvent};
+use anchorscope_engine::{EngineStatus, ModelIdentity};
+
+mod compare;
+mod entry;
+mod list_order;
+mod overlays;
+mod sampling;
+
+pub use entry::{anchors, largest_shown, top_anchors, TraceEntry};
+pub use list_order::{anchor_count, largest_delta, SortColumn};
+pub use overlays::{
+    rollout_text, Confirm, LabelFilter, RolloutBrowser, RolloutFilter, RolloutKind,
+};
 
 /// The message shown when resampling is asked for without an engine.
 pub const NO_ENGINE: &str =
@@ -35,32 +48,6 @@ pub const EXPORT_FORMATS: [ExportFormat; 4] = [
     ExportFormat::Csv,
 ];
 
-/// A loaded trace with its analysis (recomputed whenever rollouts change).
-#[derive(Clone, Debug)]
-pub struct TraceEntry {
-    pub loaded: LoadedTrace,
-    pub analysis: TraceAnalysis,
-    /// The run records of the trace's store (read at load, re-read when a new run appears).
-    pub runs: Vec<RunRecord>,
-    /// Which runs the rates pool, as `stats` and the exports decide it.
-    pub pool: Pool,
-}
-
-impl TraceEntry {
-    /// Analyse the pooled rollouts only, exactly as `stats` and `export` do, so the explorer
-    /// never shows a rate that mixes runs with other settings.
-    fn reanalyze(&mut self, names: &[String], options: &AnalysisOptions, mode: PoolMode) {
-        self.pool = pool(&self.loaded.rollouts, &self.runs, mode);
-        let counted = self.pool.filter(&self.loaded.rollouts);
-        self.analysis = analyze_trace(&self.loaded.trace, &counted, names, options);
-    }
-
-    /// Whether the pool line is worth showing: more than one run, or one left out.
-    pub fn pool_summary(&self) -> Option<String> {
-        (self.pool.included.len() + self.pool.excluded.len() > 1).then(|| self.pool.summary())
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Screen {
     List,
@@ -74,10 +61,28 @@ pub enum Pane {
     Detail,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What covers the screen, taking the keys until closed.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Popup {
-    Help,
-    Export { selected: usize },
+    Help {
+        scroll: u16,
+    },
+    Export {
+        selected: usize,
+    },
+    /// The trace's context: system prompt, user turn, final output (`p`).
+    Context {
+        scroll: u16,
+        expanded: bool,
+    },
+    /// Every rollout of the selected sentence (`o`).
+    Rollouts(RolloutBrowser),
+    /// Running and queued jobs (`J`).
+    Jobs {
+        selected: usize,
+    },
+    /// A question that needs a yes before anything happens.
+    Confirm(Confirm),
 }
 
 /// The `/` prompt while it is open; `restore` is what Esc goes back to.
@@ -112,6 +117,25 @@ pub struct Hits {
     /// Sentences visible in the text pane (a page for PageUp/PageDown).
     pub visible_sentences: usize,
     pub detail_height: u16,
+    /// The detail pane's last useful scroll offset (its text's end at the bottom); None until
+    /// drawn.
+    pub detail_max_scroll: Option<u16>,
+    /// The open scrollable popup's effective first line and last useful offset.
+    pub popup_scroll: u16,
+    pub popup_max_scroll: Option<u16>,
+}
+
+/// What the status bar says about the engine: the model, or why there is none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineView {
+    /// Whether the explorer was started with an engine at all.
+    pub attached: bool,
+    /// The engine's last state report.
+    pub state: Option<EngineStatus>,
+    /// "model on device", once it was ready.
+    pub ready: Option<String>,
+    /// Which model samples (for the other-model warning).
+    pub identity: Option<ModelIdentity>,
 }
 
 /// The whole explorer state.
@@ -131,8 +155,21 @@ pub struct App {
     rollout_cursor: (usize, usize),
     /// Index into the open trace's `analysis.behaviors`.
     pub behavior: usize,
+    /// The second behavior of the two-behavior view (index into the analysis).
+    pub pair_second: Option<usize>,
     pub importance: ImportanceKind,
     pub two_behavior: bool,
+    /// The trace list's sort column and the behavior its columns describe (index into the
+    /// configured behaviors).
+    pub sort: SortColumn,
+    pub list_behavior: usize,
+    /// The trace marked in the list for a side-by-side comparison (index into `traces`).
+    pub marked: Option<usize>,
+    /// Traces whose other-model warning was answered with yes (asked once per trace).
+    model_confirmed: std::collections::HashSet<usize>,
+    pub engine_view: EngineView,
+    /// Where `e` writes exports.
+    pub export_dir: PathBuf,
     pub focus: Pane,
     pub text_scroll: usize,
     pub detail_scroll: u16,
@@ -169,6 +206,8 @@ impl App {
             .then(|| BehaviorSet::with_user(&config.behaviors))
             .transpose()?;
         let pool_mode = config.sampling.pool;
+        // The trace's own outcome (did its response comply?) for the list's column.
+        let outcome_set = BehaviorSet::with_user(&config.behaviors)?;
         let mut traces: Vec<TraceEntry> = Vec::with_capacity(outcome.traces.len());
         for mut loaded in outcome.traces {
             // User regex behaviors label every stored rollout, not only those sampled since.
@@ -183,18 +222,15 @@ impl App {
                     Vec::new()
                 }
             };
-            let mut entry = TraceEntry {
-                pool: pool(&loaded.rollouts, &runs, pool_mode),
+            let outcome = outcome_set.classify(&loaded.trace.response);
+            traces.push(TraceEntry::new(
                 loaded,
-                analysis: TraceAnalysis {
-                    behaviors: Vec::new(),
-                    rule: config.analysis.shade_rule(),
-                    pooled: None,
-                },
                 runs,
-            };
-            entry.reanalyze(&behavior_names, &config.analysis, pool_mode);
-            traces.push(entry);
+                outcome,
+                &behavior_names,
+                &config.analysis,
+                pool_mode,
+            ));
         }
         let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
         let has_list = traces.len() != 1 || !errors.is_empty();
@@ -209,8 +245,18 @@ impl App {
             selected: 0,
             rollout_cursor: (0, 0),
             behavior: 0,
+            pair_second: None,
             importance: ImportanceKind::Counterfactual,
             two_behavior: false,
+            sort: SortColumn::default(),
+            list_behavior: 0,
+            marked: None,
+            model_confirmed: Default::default(),
+            engine_view: EngineView::default(),
+            export_dir: config
+                .export_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_EXPORT_DIR)),
             focus: Pane::Text,
             text_scroll: 0,
             detail_scroll: 0,
@@ -252,13 +298,44 @@ impl App {
 
     /// Plug in an engine: `r`/`R`/`x` then send jobs to it.
     pub fn with_engine(mut self, engine: Box<dyn EngineHook>) -> Self {
-        self.engine = Some(engine);
+        self.set_engine(engine);
         self
     }
 
     /// [`App::with_engine`] on an existing app.
     pub fn set_engine(&mut self, engine: Box<dyn EngineHook>) {
         self.engine = Some(engine);
+        self.engine_view.attached = true;
+    }
+
+    /// Bring every trace's analysis up to date with the rollouts that arrived: the loop calls
+    /// it once per frame, however many rollouts came in since the last one.
+    pub fn refresh(&mut self) {
+        for entry in &mut self.traces {
+            entry.refresh(&self.behavior_names, &self.options, self.pool_mode);
+        }
+    }
+
+    /// Keep what the last frame measured: where things were drawn, and scroll offsets clamped
+    /// to where their text ends (so scrolling back up answers at once).
+    pub fn after_draw(&mut self, hits: Hits) {
+        self.text_scroll = hits.text_scroll;
+        if let Some(max) = hits.detail_max_scroll {
+            self.detail_scroll = self.detail_scroll.min(max);
+        }
+        match &mut self.popup {
+            Some(Popup::Help { scroll } | Popup::Context { scroll, .. }) => {
+                *scroll = hits.popup_scroll
+            }
+            Some(Popup::Rollouts(b)) => b.scroll = hits.popup_scroll,
+            _ => {}
+        }
+        self.hits = hits;
+    }
+
+    /// The behaviors the configured classifiers label (what new rollouts will carry).
+    pub fn labelable(&self) -> &[String] {
+        &self.behavior_names
     }
 
     /// Replace the theme (tests force NO_COLOR without touching the environment).
@@ -300,12 +377,22 @@ impl App {
         self.traces.get(self.current)
     }
 
-    /// Indices into `traces` that pass the list filter (case-insensitive substring).
+    /// Indices into `traces` that pass the list filter (case-insensitive substring), in the
+    /// order of the sort column.
     pub fn visible_traces(&self) -> Vec<usize> {
         let needle = self.list_filter.to_lowercase();
-        (0..self.traces.len())
+        let mut visible: Vec<usize> = (0..self.traces.len())
             .filter(|&i| needle.is_empty() || list_haystack(&self.traces[i]).contains(&needle))
-            .collect()
+            .collect();
+        let name = self.list_behavior_name();
+        list_order::sort(
+            &mut visible,
+            &self.traces,
+            self.sort,
+            &name,
+            self.importance,
+        );
+        visible
     }
 
     pub fn sentence_count(&self) -> usize {
@@ -322,20 +409,18 @@ impl App {
         }
     }
 
-    /// The two behaviors of the two-behavior view: alignment faking, then compliance (or the
-    /// first two behaviors when those are absent).
+    /// The two behaviors of the two-behavior view: the one coloring the text, and a second
+    /// one (`V` cycles it; by default the next behavior of the trace).
     pub fn behavior_pair(&self) -> (usize, usize) {
-        let Some(e) = self.entry() else { return (0, 0) };
-        let find = |name: &str| e.analysis.behaviors.iter().position(|b| b.behavior == name);
-        let n = e.analysis.behaviors.len();
-        let first = find(ALIGNMENT_FAKING).unwrap_or(0);
-        let second = find(COMPLIANCE)
-            .filter(|&c| c != first)
-            .unwrap_or(if first == 0 {
-                1.min(n.saturating_sub(1))
-            } else {
-                0
-            });
+        let n = self.entry().map_or(0, |e| e.analysis.behaviors.len());
+        let first = self.behavior_index();
+        if n < 2 {
+            return (first, first);
+        }
+        let second = self
+            .pair_second
+            .filter(|&s| s < n && s != first)
+            .unwrap_or((first + 1) % n);
         (first, second)
     }
 
@@ -384,6 +469,13 @@ impl App {
                 {
                     return Some(Action::Input(c));
                 }
+                // A question is answered with y / Enter (yes) or anything else (no).
+                if let Some(Popup::Confirm(_)) = &self.popup {
+                    return match key.code {
+                        KeyCode::Char('y') | KeyCode::Enter => Some(Action::Input('y')),
+                        _ => self.keymap.action_for(key).or(Some(Action::Back)),
+                    };
+                }
                 self.keymap.action_for(key)
             }
             Event::Mouse(m) => match m.kind {
@@ -423,24 +515,13 @@ impl App {
         if self.prompt.is_some() {
             return self.apply_prompt(action);
         }
-        match &self.popup {
-            Some(Popup::Help) => {
-                // `q` closes the help like Esc does: a person reading it wants the explorer
-                // back, not gone.
-                if matches!(
-                    action,
-                    Action::Back | Action::Help | Action::Open | Action::Quit
-                ) {
-                    self.popup = None;
-                }
-                return;
-            }
-            Some(Popup::Export { selected }) => return self.apply_export_popup(*selected, action),
-            None => {}
+        if let Some(popup) = self.popup.clone() {
+            return self.apply_popup(popup, action);
         }
         match action {
-            Action::Quit => self.should_quit = true,
-            Action::Help => self.popup = Some(Popup::Help),
+            Action::Quit => self.quit(),
+            Action::Help => self.popup = Some(Popup::Help { scroll: 0 }),
+            Action::JobList => self.popup = Some(Popup::Jobs { selected: 0 }),
             Action::Click { column, row } => self.click(column, row),
             Action::ScrollDown { column, row } => self.scroll(column, row, 3),
             Action::ScrollUp { column, row } => self.scroll(column, row, -3),
@@ -472,11 +553,53 @@ impl App {
                 }
             }
             Action::Search => self.open_prompt(),
+            Action::SortList => {
+                self.sort = self.sort.next();
+                self.set_info(format!("sorted by {}", self.sort.describe()));
+            }
+            Action::NextBehavior => {
+                let n = self.behavior_names.len().max(1);
+                self.list_behavior = (self.list_behavior + 1) % n;
+                let name = self.list_behavior_name();
+                self.set_info(format!("list columns describe: {name}"));
+            }
+            Action::MarkTrace => match visible.get(self.list_selected) {
+                Some(&i) if self.marked == Some(i) => {
+                    self.marked = None;
+                    self.set_info("mark cleared".into());
+                }
+                Some(&i) => {
+                    self.marked = Some(i);
+                    let id = self.traces[i].loaded.trace.id.clone();
+                    self.set_info(format!(
+                        "marked {id}: open another trace with {} to compare the two",
+                        self.keymap.hint(&Action::Compare)
+                    ));
+                }
+                None => {}
+            },
+            Action::Compare => match visible.get(self.list_selected) {
+                Some(&i) => self.compare_with(i),
+                None => self.set_error("no trace to compare".into()),
+            },
+            Action::Resample | Action::ResampleAll => self.set_info(format!(
+                "open a trace first ({} opens the selected row)",
+                self.keymap.hint(&Action::Open)
+            )),
+            Action::Cancel => self.cancel_job(),
             _ => self.set_info(format!(
                 "open a trace first ({} opens the selected row)",
                 self.keymap.hint(&Action::Open)
             )),
         }
+    }
+
+    /// The behavior the trace list's columns describe.
+    pub fn list_behavior_name(&self) -> String {
+        self.behavior_names
+            .get(self.list_behavior)
+            .cloned()
+            .unwrap_or_else(|| "none".into())
     }
 
     fn apply_trace(&mut self, action: Action) {
@@ -515,11 +638,50 @@ impl App {
                     Pane::Detail => Pane::Text,
                 }
             }
+            Action::FocusPrev => {
+                self.focus = match self.focus {
+                    Pane::Text => Pane::Detail,
+                    Pane::Chart => Pane::Text,
+                    Pane::Detail => Pane::Chart,
+                }
+            }
+            Action::NextAnchor | Action::PrevAnchor => {
+                self.jump_to_anchor(action == Action::NextAnchor)
+            }
+            Action::PairNext => {
+                let n = self.entry().map_or(0, |e| e.analysis.behaviors.len());
+                if n >= 2 {
+                    let (first, second) = self.behavior_pair();
+                    let mut next = (second + 1) % n;
+                    if next == first {
+                        next = (next + 1) % n;
+                    }
+                    self.pair_second = Some(next);
+                    self.two_behavior = true;
+                } else {
+                    self.set_info("the trace has only one behavior".into());
+                }
+            }
+            Action::Context => {
+                self.popup = Some(Popup::Context {
+                    scroll: 0,
+                    expanded: false,
+                })
+            }
+            Action::Rollouts => {
+                self.popup = Some(Popup::Rollouts(RolloutBrowser::default()));
+            }
+            Action::Compare => match self.marked {
+                Some(m) if m != self.current => self.compare_with(self.current),
+                _ => self.set_info(format!(
+                    "mark a trace in the list with {} first, then compare it with this one",
+                    self.keymap.hint(&Action::MarkTrace)
+                )),
+            },
             Action::NextBehavior => {
                 let count = self.entry().map_or(0, |e| e.analysis.behaviors.len());
                 if count > 0 {
                     self.behavior = (self.behavior_index() + 1) % count;
-                    self.two_behavior = false;
                     let name = self.behavior_name();
                     self.set_info(format!("behavior: {name}"));
                 }
@@ -564,7 +726,23 @@ impl App {
                 let cursor = self.rollout_cursor();
                 self.rollout_cursor = (self.selected, cursor.saturating_sub(1));
             }
-            Action::HumanLabel => self.human_label(),
+            Action::HumanLabel => {
+                let marked = self.entry().and_then(|e| {
+                    e.loaded
+                        .rollouts
+                        .iter()
+                        .filter(|r| r.position == self.selected)
+                        .nth(self.rollout_cursor())
+                        .map(|r| (r.position, r.seed))
+                });
+                match marked {
+                    Some((position, seed)) => self.label_rollout(position, seed),
+                    None => self.set_info(format!(
+                        "no rollouts at position {} to label",
+                        self.selected
+                    )),
+                }
+            }
             Action::Back => {
                 if self.has_list {
                     self.screen = Screen::List;
@@ -638,7 +816,7 @@ impl App {
         }
     }
 
-    fn apply_export_popup(&mut self, selected: usize, action: Action) {
+    pub(crate) fn apply_export_popup(&mut self, selected: usize, action: Action) {
         let last = EXPORT_FORMATS.len() - 1;
         match action {
             Action::MoveDown => {
@@ -660,7 +838,10 @@ impl App {
                 self.export(selected);
             }
             Action::Back | Action::Export => self.popup = None,
-            Action::Quit => self.should_quit = true,
+            Action::Quit => {
+                self.popup = None;
+                self.quit();
+            }
             _ => {}
         }
     }
@@ -687,6 +868,7 @@ impl App {
         self.text_scroll = 0;
         self.detail_scroll = 0;
         self.query.clear();
+        self.pair_second = None;
         // Color by the first behavior that has any importance, so the text is not all neutral.
         let kind = self.importance;
         self.behavior = self.traces[i]
@@ -706,8 +888,13 @@ impl App {
         self.selected = new;
     }
 
+    /// Scroll the detail pane; it stops where its last line reaches the bottom.
     fn scroll_detail(&mut self, delta: i32) {
-        self.detail_scroll = (self.detail_scroll as i32 + delta).clamp(0, u16::MAX as i32) as u16;
+        let max = self
+            .hits
+            .detail_max_scroll
+            .map_or(u16::MAX as i32, i32::from);
+        self.detail_scroll = (self.detail_scroll as i32 + delta).clamp(0, max) as u16;
     }
 
     fn jump_to_match(&mut self, forward: bool) {
@@ -728,6 +915,36 @@ impl App {
                 self.set_info(format!("match {k}/{} for {:?}", m.len(), self.query));
             }
             None => self.set_error(format!("no sentence matches {:?}", self.query)),
+        }
+    }
+
+    /// Move to the next / previous significant sentence of the coloring behavior.
+    fn jump_to_anchor(&mut self, forward: bool) {
+        let Some(e) = self.entry() else { return };
+        let Some(b) = e.analysis.behaviors.get(self.behavior_index()) else {
+            return self.set_info("no behavior to find anchors for".into());
+        };
+        let found = anchors(b, self.importance, &e.analysis.rule);
+        let name = b.behavior.clone();
+        let next = if forward {
+            found.iter().find(|&&i| i > self.selected).or(found.first())
+        } else {
+            found
+                .iter()
+                .rev()
+                .find(|&&i| i < self.selected)
+                .or(found.last())
+        };
+        match next.copied() {
+            Some(i) => {
+                let k = found.iter().position(|&x| x == i).unwrap_or(0) + 1;
+                self.select(i);
+                self.set_info(format!("anchor {k}/{} for {name}", found.len()));
+            }
+            None => self.set_info(format!(
+                "no significant sentence for {name} ({} importance) yet",
+                importance_label(self.importance)
+            )),
         }
     }
 
@@ -784,7 +1001,7 @@ impl App {
         }
     }
 
-    fn copy(&mut self, text: &str, what: &str) {
+    pub(crate) fn copy(&mut self, text: &str, what: &str) {
         match self.clipboard.copy(text) {
             Ok(msg) => self.set_info(format!("{what}: {msg} ({} chars)", text.chars().count())),
             Err(e) => self.set_error(e),
@@ -798,148 +1015,29 @@ impl App {
         let Some(entry) = self.entry() else {
             return self.set_error("no trace to export".into());
         };
-        let path = export_path(&entry.loaded.path, &entry.loaded.trace.id, format);
+        let path = export_path(
+            &self.export_dir,
+            &entry.loaded.path,
+            &entry.loaded.trace.id,
+            format,
+        );
+        if let Err(e) = std::fs::create_dir_all(&self.export_dir) {
+            return self.set_error(format!(
+                "export directory {}: {e}",
+                self.export_dir.display()
+            ));
+        }
         match export_to_file(&entry.loaded, &entry.analysis, format, &path) {
-            Ok(()) => self.set_info(format!("exported to {}", path.display())),
-            Err(e) => self.set_error(format!("export to {} failed: {e:#}", path.display())),
-        }
-    }
-
-    fn resample(&mut self, positions: Vec<usize>) {
-        if self.engine.is_none() {
-            return self.set_info(NO_ENGINE.to_string());
-        }
-        let Some(entry) = self.entry() else {
-            return;
-        };
-        let template = anchorscope_engine::Job {
-            id: 0,
-            trace: std::sync::Arc::new(entry.loaded.trace.clone()),
-            store_path: entry.loaded.store_path.clone(),
-            positions,
-            n: INTERACTIVE_ROLLOUTS,
-            sampler: entry
-                .loaded
-                .trace
-                .manifest
-                .sampler
-                .clone()
-                .unwrap_or_default(),
-        };
-        let count = template.positions.len();
-        let job = self.jobs.start(template);
-        self.jobs.trace_of.insert(job.id, self.current);
-        let Some(engine) = self.engine.as_mut() else {
-            return;
-        };
-        match engine.send(EngineCommand::Submit(job)) {
+            // The file name first: on a narrow status line the directory is what gets cut.
             Ok(()) => self.set_info(format!(
-                "sampling {INTERACTIVE_ROLLOUTS} rollouts at {count} position(s)…"
+                "exported {} (in {})",
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
+                self.export_dir.display()
             )),
-            Err(e) => {
-                self.jobs.running = None;
-                self.set_error(e)
-            }
-        }
-    }
-
-    fn cancel_job(&mut self) {
-        let (Some(engine), Some(job)) = (self.engine.as_mut(), self.jobs.running) else {
-            let msg = if self.engine.is_none() {
-                NO_ENGINE
-            } else {
-                "no job running"
-            };
-            return self.set_info(msg.to_string());
-        };
-        match engine.send(EngineCommand::Cancel(job)) {
-            Ok(()) => self.set_info("cancelling…".into()),
-            Err(e) => self.set_error(e),
-        }
-    }
-
-    /// An engine message. Rollouts join the trace their job sampled (they are stored data, even
-    /// from a superseded job) and its analysis is recomputed; progress, errors and the end of
-    /// superseded jobs are dropped.
-    pub fn on_engine_event(&mut self, event: EngineEvent) {
-        match event {
-            // Never hide a message that answers the user's last key.
-            EngineEvent::Status(state) if self.status.as_ref().is_none_or(|s| s.from_engine) => {
-                self.status = Some(StatusMessage {
-                    text: state.to_string(),
-                    is_error: state.is_error(),
-                    from_engine: true,
-                });
-            }
-            EngineEvent::Status(_) => {}
-            EngineEvent::Rollout { job, rollout } => {
-                let Some(&index) = self.jobs.trace_of.get(&job) else {
-                    return;
-                };
-                if let Some(entry) = self.traces.get_mut(index) {
-                    // A rollout of a run not seen yet: its record was appended before it.
-                    let known = rollout
-                        .run
-                        .as_ref()
-                        .is_none_or(|id| entry.runs.iter().any(|r| &r.id == id));
-                    if !known {
-                        if let Ok(runs) = runs_of(&entry.loaded) {
-                            entry.runs = runs;
-                        }
-                    }
-                    let mut rollout = *rollout;
-                    if let Some(set) = &self.scope_set {
-                        label_continuations(
-                            set,
-                            &entry.loaded.trace,
-                            std::slice::from_mut(&mut rollout),
-                        );
-                    }
-                    entry.loaded.rollouts.push(rollout);
-                    entry.reanalyze(&self.behavior_names, &self.options, self.pool_mode);
-                }
-            }
-            EngineEvent::Progress {
-                job,
-                done,
-                total,
-                tokens_per_s,
-            } if self.jobs.is_current(job) => {
-                let elapsed = self.jobs.elapsed_s();
-                self.jobs.progress = Some(JobProgress::new(done, total, tokens_per_s, elapsed));
-            }
-            EngineEvent::Error { job, message } if self.jobs.is_current(job) => {
-                self.set_error(format!("engine: {message}"));
-            }
-            EngineEvent::Finished { job, cancelled } => {
-                self.jobs.trace_of.remove(&job);
-                if !self.jobs.is_current(job) {
-                    return;
-                }
-                let done = self.jobs.progress.as_ref().map(|p| (p.done, p.total));
-                self.jobs.running = None;
-                self.jobs.progress = None;
-                self.jobs.started = None;
-                let keep_error = self
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| s.is_error && !s.from_engine);
-                let text = match (cancelled, done) {
-                    (true, Some((d, t))) => format!("job cancelled ({d}/{t} rollouts stored)"),
-                    (true, None) => "job cancelled".to_string(),
-                    (false, Some((d, t))) if d < t => format!("job ended with {d}/{t} rollouts"),
-                    (false, Some((_, 0))) => {
-                        "nothing to sample: every position has enough rollouts".to_string()
-                    }
-                    (false, Some((d, _))) => format!("job finished: {d} rollouts"),
-                    (false, None) => "job finished".to_string(),
-                };
-                // An error of this job (e.g. the model is missing) stays visible.
-                if !keep_error {
-                    self.set_info(text);
-                }
-            }
-            _ => {}
+            Err(e) => self.set_error(format!("export to {} failed: {e:#}", path.display())),
         }
     }
 
@@ -949,16 +1047,14 @@ impl App {
             .map_or_else(|| "none".to_string(), |b| b.behavior.clone())
     }
 
-    /// Cycle a person's label of the marked rollout for the selected behavior (yes → no →
-    /// invalid → none). It is appended to the trace's human-label file and never replaces the
-    /// classifier's label; rates use it where present.
-    fn human_label(&mut self) {
+    /// Cycle a person's label of one rollout (by position and seed) for the selected
+    /// behavior (yes → no → invalid → none). It is appended to the trace's human-label file
+    /// and never replaces the classifier's label; rates use it where present.
+    pub(crate) fn label_rollout(&mut self, position: usize, seed: u64) {
         use anchorscope_core::store::human::{
             append_verdict, human_label, human_path_for, HumanVerdict,
         };
         let behavior_index = self.behavior_index();
-        let cursor = self.rollout_cursor();
-        let selected = self.selected;
         let Some(entry) = self.traces.get_mut(self.current) else {
             return;
         };
@@ -980,10 +1076,11 @@ impl App {
             .loaded
             .rollouts
             .iter_mut()
-            .filter(|r| r.position == selected)
-            .nth(cursor)
+            .find(|r| r.position == position && r.seed == seed)
         else {
-            return self.set_info(format!("no rollouts at position {selected} to label"));
+            return self.set_info(format!(
+                "no rollout with seed {seed} at {position} to label"
+            ));
         };
         let next = match rollout.human_label(&behavior).map(|l| l.value) {
             None => Some(LabelValue::Yes),
@@ -1014,7 +1111,7 @@ impl App {
             }
         }
         let seed = rollout.seed;
-        entry.reanalyze(&self.behavior_names, &self.options, self.pool_mode);
+        entry.invalidate();
         let said = match next {
             Some(LabelValue::Yes) => "yes",
             Some(LabelValue::No) => "no",
@@ -1022,11 +1119,11 @@ impl App {
             None => "cleared (the classifier's label counts again)",
         };
         self.set_info(format!(
-            "your {behavior} label for seed {seed} at {selected}: {said}"
+            "your {behavior} label for seed {seed} at {position}: {said}"
         ));
     }
 
-    fn set_info(&mut self, text: String) {
+    pub(crate) fn set_info(&mut self, text: String) {
         self.status = Some(StatusMessage {
             text,
             is_error: false,
@@ -1034,7 +1131,7 @@ impl App {
         });
     }
 
-    fn set_error(&mut self, text: String) {
+    pub(crate) fn set_error(&mut self, text: String) {
         self.status = Some(StatusMessage {
             text,
             is_error: true,
@@ -1075,14 +1172,13 @@ pub fn whole_trace_text(loaded: &LoadedTrace) -> String {
     out
 }
 
-/// `<trace-stem>.<ext>` beside the trace file (or beside a trace folder); when that would be
-/// the trace file itself (a native `.json` exported as JSON), `<stem>.export.<ext>`.
-pub fn export_path(trace_path: &Path, trace_id: &str, format: ExportFormat) -> PathBuf {
-    let dir = trace_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    anchorscope_core::export::default_file(trace_path, trace_id, false, format, &dir)
+/// Where exports go when neither `--export-dir` nor the config's `export_dir` says.
+pub const DEFAULT_EXPORT_DIR: &str = "anchorscope-exports";
+
+/// `<dir>/<trace-id>.<ext>`: every export of a session in one directory, named by the trace
+/// id (unique among loaded traces), never beside the trace where a later load would meet it.
+pub fn export_path(dir: &Path, trace_path: &Path, trace_id: &str, format: ExportFormat) -> PathBuf {
+    anchorscope_core::export::default_file(trace_path, trace_id, true, format, dir)
 }
 
 #[cfg(test)]

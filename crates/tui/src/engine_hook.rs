@@ -3,7 +3,7 @@
 //! engine's [`anchorscope_engine::EngineEvent`]s arrive on the UI's event channel
 //! ([`super::event::AppEvent::Engine`]). Without an engine, resampling keys say so.
 
-use anchorscope_engine::{EngineCommand, Job, JobId};
+use anchorscope_engine::EngineCommand;
 
 /// What the UI needs from an engine: a place to send commands. Implemented by the engine's
 /// worker handle (e.g. the sending half of its command channel).
@@ -42,6 +42,29 @@ impl JobProgress {
         }
     }
 
+    /// Progress with an ETA from tokens, which follows the real rate from the first step on
+    /// (rows decoded together finish together, so counting finished rollouts alone gives no
+    /// ETA until the first batch ends): the tokens the remaining rollouts need
+    /// (`per_rollout` each: the mean of those arrived, or the token cap before any) less
+    /// those already generated for rollouts in flight, at `tokens_per_s`.
+    pub fn estimate(
+        (done, total): (usize, usize),
+        tokens_per_s: f64,
+        elapsed_s: f64,
+        per_rollout: f64,
+        arrived_tokens: f64,
+    ) -> Self {
+        let in_flight = (tokens_per_s * elapsed_s - arrived_tokens).max(0.0);
+        let remaining = (total.saturating_sub(done) as f64 * per_rollout - in_flight).max(0.0);
+        let eta_s = (tokens_per_s > 0.0).then(|| remaining / tokens_per_s);
+        Self {
+            done,
+            total,
+            tokens_per_s,
+            eta_s,
+        }
+    }
+
     /// 0.0 ..= 1.0 (1.0 for an empty job).
     pub fn ratio(&self) -> f64 {
         if self.total == 0 {
@@ -59,42 +82,6 @@ pub fn format_eta(seconds: f64) -> String {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// Job bookkeeping: one running job; results of superseded jobs are dropped by id, except
-/// rollouts, which are stored data and join the trace they were sampled for.
-#[derive(Debug, Default)]
-pub struct Jobs {
-    next_id: JobId,
-    pub running: Option<JobId>,
-    pub progress: Option<JobProgress>,
-    /// When the running job was submitted (for the ETA).
-    pub started: Option<std::time::Instant>,
-    /// Job id → index of the trace it samples (into `App::traces`).
-    pub trace_of: std::collections::HashMap<JobId, usize>,
-}
-
-impl Jobs {
-    /// A new job that supersedes the running one (latest wins).
-    pub fn start(&mut self, template: Job) -> Job {
-        self.next_id += 1;
-        self.running = Some(self.next_id);
-        self.progress = None;
-        self.started = Some(std::time::Instant::now());
-        Job {
-            id: self.next_id,
-            ..template
-        }
-    }
-
-    pub fn is_current(&self, job: JobId) -> bool {
-        self.running == Some(job)
-    }
-
-    /// Seconds since the running job started.
-    pub fn elapsed_s(&self) -> f64 {
-        self.started.map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 }
 

@@ -16,6 +16,7 @@ pub mod app;
 pub mod clipboard;
 pub mod engine_hook;
 pub mod event;
+pub mod jobs;
 pub mod keymap;
 pub mod terminal;
 pub mod theme;
@@ -44,6 +45,8 @@ pub struct ExplorerSettings {
     pub behaviors: BehaviorsConfig,
     pub analysis: AnalysisOptions,
     pub sampling: SamplingConfig,
+    /// Where `e` writes exports (None: [`app::DEFAULT_EXPORT_DIR`] in the working directory).
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 /// Run the explorer on the loaded traces until the user quits. The terminal is restored on
@@ -126,11 +129,12 @@ pub fn run_app<B: Backend>(
 
 /// Render one frame and keep where things landed for the mouse and paging.
 pub fn draw<B: Backend>(terminal: &mut Terminal<B>, app: &mut App) -> anyhow::Result<()> {
+    // Rollouts that arrived since the last frame are analysed once, here.
+    app.refresh();
     let mut hits = app::Hits::default();
     terminal
         .draw(|frame| hits = view::draw(frame, app))
         .map_err(|e| anyhow::anyhow!("drawing the screen failed: {e}"))?;
-    app.text_scroll = hits.text_scroll;
-    app.hits = hits;
+    app.after_draw(hits);
     Ok(())
 }

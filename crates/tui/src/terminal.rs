@@ -134,10 +134,12 @@ impl InputThread {
 }
 
 impl Drop for InputThread {
+    /// Ask the thread to stop, without waiting for it. Why not join: when the terminal is
+    /// gone (a closed window, `tmux kill-server`), crossterm's poll on the hung-up tty never
+    /// returns, so a join would keep the process alive, spinning, after SIGHUP had ended the
+    /// explorer. The thread only reads input; the process exiting ends it.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        drop(self.handle.take());
     }
 }

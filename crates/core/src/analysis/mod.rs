@@ -5,6 +5,7 @@
 pub mod groups;
 pub mod significance;
 pub mod stats;
+pub mod tally;
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 pub use significance::{shade, Shade, ShadeRule, SignificanceRule};
 pub use stats::{bernoulli_kl, newcombe, wilson, Difference, Interval, Rate, Z95};
+pub use tally::{Added, Tally};
 
-use crate::trace::{ImportedMetrics, LabelValue, Rollout, Trace};
+use crate::trace::{ImportedMetrics, Rollout, Trace};
 
 /// Settings of the analysis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -235,22 +237,6 @@ impl TraceAnalysis {
     }
 }
 
-/// Count k (yes) and m (yes + no) over rollouts for one behavior.
-fn count<'a>(rollouts: impl Iterator<Item = &'a Rollout>, behavior: &str) -> Rate {
-    let mut rate = Rate::default();
-    for r in rollouts {
-        match r.label(behavior) {
-            Some(LabelValue::Yes) => {
-                rate.k += 1;
-                rate.m += 1;
-            }
-            Some(LabelValue::No) => rate.m += 1,
-            Some(LabelValue::Invalid) | None => {}
-        }
-    }
-    rate
-}
-
 /// Analyse one behavior from stored rollouts of a trace with `n_sentences` sentences.
 pub fn analyze_behavior(
     n_sentences: usize,
@@ -258,67 +244,19 @@ pub fn analyze_behavior(
     behavior: &str,
     opts: &AnalysisOptions,
 ) -> BehaviorAnalysis {
-    let mut by_position: Vec<Vec<&Rollout>> = vec![Vec::new(); n_sentences + 1];
-    for r in rollouts {
-        if let Some(bucket) = by_position.get_mut(r.position) {
-            bucket.push(r);
-        }
-    }
-    let positions: Vec<Rate> = by_position
-        .iter()
-        .map(|rs| count(rs.iter().copied(), behavior))
-        .collect();
-    let invalid: Vec<u32> = by_position
-        .iter()
-        .zip(&positions)
-        .map(|(rs, rate)| rs.len() as u32 - rate.m)
-        .collect();
-
-    let sentences = (0..n_sentences)
-        .map(|i| {
-            let at_i = &by_position[i];
-            let different: Vec<&Rollout> = at_i
-                .iter()
-                .copied()
-                .filter(|r| r.similarity.is_some_and(|s| s < opts.similarity_threshold))
-                .collect();
-            let with_similarity = at_i.iter().filter(|r| r.similarity.is_some()).count();
-            let rate_with = positions[i + 1];
-            let rate_without = positions[i];
-            let rate_different = count(different.iter().copied(), behavior);
-            let distinct: std::collections::BTreeSet<&str> =
-                at_i.iter().map(|r| r.replacement.trim()).collect();
-            SentenceMetrics {
-                index: i,
-                rate_without,
-                rate_with,
-                rate_different,
-                resampling: newcombe(rate_with, rate_without),
-                counterfactual: newcombe(rate_with, rate_different),
-                kl: bernoulli_kl(rate_different, rate_with, opts.kl_alpha),
-                different_fraction: (with_similarity > 0)
-                    .then(|| different.len() as f64 / with_similarity as f64),
-                overdeterminedness: (!at_i.is_empty())
-                    .then(|| 1.0 - distinct.len() as f64 / at_i.len() as f64),
-                n: at_i.len(),
-                p_counterfactual: significance::two_proportion_p(rate_with, rate_different),
-                q_counterfactual: None,
-                p_resampling: significance::two_proportion_p(rate_with, rate_without),
-                q_resampling: None,
-            }
+    let refs: Vec<&Rollout> = rollouts.iter().collect();
+    let tally = Tally::new(n_sentences, &refs, &[behavior.to_string()], opts);
+    // The behavior is tracked (it was preferred), so this is always Some.
+    tally
+        .behavior(behavior, opts)
+        .unwrap_or_else(|| BehaviorAnalysis {
+            behavior: behavior.to_string(),
+            source: MetricSource::Rollouts,
+            positions: Vec::new(),
+            imported_rates: Vec::new(),
+            invalid: Vec::new(),
+            sentences: Vec::new(),
         })
-        .collect();
-    let mut sentences: Vec<SentenceMetrics> = sentences;
-    fill_q_values(&mut sentences);
-
-    BehaviorAnalysis {
-        behavior: behavior.to_string(),
-        source: MetricSource::Rollouts,
-        positions,
-        imported_rates: Vec::new(),
-        invalid,
-        sentences,
-    }
 }
 
 /// Benjamini–Hochberg q-values of each importance kind across the sentences of one trace.
@@ -385,13 +323,7 @@ pub const THEIRS_SUFFIX: &str = " (theirs)";
 
 /// Behaviors that have labels in the rollouts, in first-seen order, after `preferred` ones.
 pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<String> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for name in preferred {
-        if seen.insert(name.clone(), order.len()).is_none() {
-            order.push(name.clone());
-        }
-    }
+    let mut seen: Vec<String> = Vec::new();
     for r in rollouts {
         // A person's verdicts count under their behavior, not as a behavior of their own.
         for name in r
@@ -399,10 +331,23 @@ pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<Stri
             .keys()
             .filter(|n| !n.ends_with(crate::trace::HUMAN_SUFFIX))
         {
-            if !seen.contains_key(name) {
-                seen.insert(name.clone(), order.len());
-                order.push(name.clone());
+            if !seen.contains(name) {
+                seen.push(name.clone());
             }
+        }
+    }
+    order_behaviors(preferred, seen)
+}
+
+/// `preferred` then the `seen` label names not among them, each continuation-scope behavior
+/// right after its full-scope one.
+fn order_behaviors(preferred: &[String], seen_names: Vec<String>) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for name in preferred.iter().cloned().chain(seen_names) {
+        if !seen.contains_key(&name) {
+            seen.insert(name.clone(), order.len());
+            order.push(name);
         }
     }
     // A continuation-scope behavior sits right after its full-scope one, for comparison.
@@ -432,23 +377,32 @@ pub fn analyze_trace(
     behaviors: &[String],
     opts: &AnalysisOptions,
 ) -> TraceAnalysis {
+    let refs: Vec<&Rollout> = rollouts.iter().collect();
+    let tally = Tally::new(trace.sentences.len(), &refs, behaviors, opts);
+    analyze_tally(trace, &tally, opts)
+}
+
+/// [`analyze_trace`] from running counts (the explorer keeps a [`Tally`] up to date as
+/// rollouts arrive and rebuilds the analysis from it, never rescanning the rollouts).
+pub fn analyze_tally(trace: &Trace, tally: &Tally, opts: &AnalysisOptions) -> TraceAnalysis {
     let n = trace.sentences.len();
-    let labelled = |name: &str| rollouts.iter().any(|r| r.labels.contains_key(name));
     let mut out: Vec<BehaviorAnalysis> = trace
         .imported
         .iter()
-        .filter(|imp| !labelled(&imp.behavior))
+        .filter(|imp| !tally.labelled(&imp.behavior))
         .map(|imp| from_imported(n, imp))
         .collect();
-    for name in behaviors_present(rollouts, behaviors) {
-        let shown = out.iter().any(|b| b.behavior == name);
-        if shown || (!trace.imported.is_empty() && !labelled(&name)) {
+    for name in tally.tracked() {
+        let shown = out.iter().any(|b| &b.behavior == name);
+        if shown || (!trace.imported.is_empty() && !tally.labelled(name)) {
             continue;
         }
-        out.push(analyze_behavior(n, rollouts, &name, opts));
+        if let Some(analysis) = tally.behavior(name, opts) {
+            out.push(analysis);
+        }
         // A full folder: ours comes from its rollouts, and the folder's own numbers stay in
         // view right after, named as theirs, so the two can be compared sentence by sentence.
-        for imp in trace.imported.iter().filter(|imp| imp.behavior == name) {
+        for imp in trace.imported.iter().filter(|imp| &imp.behavior == name) {
             let mut theirs = from_imported(n, imp);
             theirs.behavior = format!("{name}{THEIRS_SUFFIX}");
             out.push(theirs);
@@ -464,7 +418,7 @@ pub fn analyze_trace(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{FinishReason, Label};
+    use crate::trace::{FinishReason, Label, LabelValue};
 
     fn rollout(position: usize, yes: Option<bool>, replacement: &str, sim: Option<f32>) -> Rollout {
         let mut labels = BTreeMap::new();

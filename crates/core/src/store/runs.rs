@@ -315,7 +315,53 @@ pub fn pool(rollouts: &[Rollout], runs: &[RunRecord], mode: PoolMode) -> Pool {
     }
 }
 
+/// What one newly stored rollout does to a pool (see [`Pool::arrive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Its run is pooled: count it.
+    Counted,
+    /// Its run is left out: it changes no rate.
+    LeftOut,
+    /// The pool itself may change (a run not seen before, or a new reference run): decide it
+    /// again from every rollout with [`pool`].
+    Redecide,
+}
+
 impl Pool {
+    /// Note one more stored rollout without rescanning the others: its run's count grows,
+    /// and the answer says whether it counts, or whether the pool must be decided again
+    /// because the run is new or now outnumbers the reference (so [`pool`] on all rollouts
+    /// would choose differently).
+    pub fn arrive(&mut self, rollout: &Rollout) -> Arrival {
+        let id = run_of(rollout);
+        let count = if let Some(entry) = self.included.iter_mut().find(|(i, _)| i == id) {
+            entry.1 += 1;
+            entry.1
+        } else if let Some(entry) = self.excluded.iter_mut().find(|(i, _, _)| i == id) {
+            entry.1 += 1;
+            entry.1
+        } else {
+            return Arrival::Redecide;
+        };
+        let reference = self.reference.as_deref();
+        let reference_count = self
+            .included
+            .iter()
+            .find(|(i, _)| Some(i.as_str()) == reference)
+            .map_or(0, |e| e.1);
+        // The reference is the run with most rollouts, ties to the earlier id.
+        let overtakes = reference != Some(id)
+            && (count > reference_count
+                || (count == reference_count && reference.is_some_and(|r| id < r)));
+        if overtakes {
+            Arrival::Redecide
+        } else if self.includes(rollout) {
+            Arrival::Counted
+        } else {
+            Arrival::LeftOut
+        }
+    }
+
     pub fn includes(&self, rollout: &Rollout) -> bool {
         let id = run_of(rollout);
         self.included.iter().any(|(i, _)| i == id)

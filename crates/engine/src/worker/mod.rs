@@ -134,6 +134,14 @@ where
             if let Err(state) = &engine {
                 status(state.clone());
             }
+            if let Ok(((generator, _), _)) = &engine {
+                let (engine, model) = generator.run_identity();
+                events(EngineEvent::Model(crate::ModelIdentity {
+                    engine,
+                    model,
+                    sha256: generator.model_sha256(),
+                }));
+            }
             let mut inbox = Inbox::new(rx);
             let mut engine = engine.map(|((generator, embedder), behaviors)| {
                 let ctx = JobContext {

@@ -9,7 +9,7 @@ use super::*;
 use crate::clipboard::MemoryClipboard;
 use crate::ExplorerSettings;
 use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
-use anchorscope_engine::EngineStatus;
+use anchorscope_engine::{EngineCommand, EngineEvent, EngineStatus};
 
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(
@@ -160,14 +160,20 @@ fn toggles_behavior_importance_view_and_focus() {
     assert_eq!(app.importance, ImportanceKind::Resampling);
     feed(&mut app, [key('v')]);
     assert!(app.two_behavior);
+    // The pair is the coloring behavior and a second one, whatever their names.
     let (a, c) = app.behavior_pair();
     let names = &app.entry().unwrap().analysis.behaviors;
-    assert_eq!(names[a].behavior, "alignment_faking");
-    assert_eq!(names[c].behavior, "compliance");
+    assert_eq!(names[a].behavior, before);
+    assert_ne!(names[c].behavior, before);
     feed(&mut app, [code(KeyCode::Tab)]);
     assert_eq!(app.focus, Pane::Chart);
     feed(&mut app, [code(KeyCode::Tab), code(KeyCode::Tab)]);
     assert_eq!(app.focus, Pane::Text);
+    // Shift-Tab goes backwards.
+    feed(&mut app, [code(KeyCode::BackTab)]);
+    assert_eq!(app.focus, Pane::Detail);
+    feed(&mut app, [code(KeyCode::BackTab)]);
+    assert_eq!(app.focus, Pane::Chart);
 }
 
 #[test]
@@ -254,6 +260,9 @@ fn resample_with_engine_submits_and_takes_only_current_results() {
         job: job.id,
         rollout: Box::new(rollout(1, true)),
     });
+    // Counted now, analysed once before the next frame.
+    assert!(app.entry().unwrap().is_stale());
+    app.refresh();
     let e = app.entry().unwrap();
     assert_eq!(e.loaded.rollouts.len(), 1);
     assert_eq!(e.analysis.behavior("compliance").unwrap().positions[1].m, 1);
@@ -295,7 +304,7 @@ fn list_filter_open_and_back() {
 fn help_popup_swallows_keys_until_closed() {
     let mut app = single_app();
     feed(&mut app, [key('?'), key('j')]);
-    assert_eq!(app.popup, Some(Popup::Help));
+    assert!(matches!(app.popup, Some(Popup::Help { .. })));
     assert_eq!(app.selected, 0);
     feed(&mut app, [code(KeyCode::Esc)]);
     assert_eq!(app.popup, None);
@@ -309,36 +318,44 @@ fn help_popup_swallows_keys_until_closed() {
 
 #[test]
 fn export_popup_reports_the_target_path() {
+    let dir = tempfile::tempdir().unwrap();
     let mut app = single_app();
+    app.export_dir = dir.path().join("exports");
     feed(&mut app, [key('e'), key('j')]);
     assert_eq!(app.popup, Some(Popup::Export { selected: 1 }));
     feed(&mut app, [code(KeyCode::Enter)]);
     assert_eq!(app.popup, None);
     let status = app.status.clone().unwrap().text;
-    assert!(status.contains("/tmp/anchorscope-test/t1.md"), "{status}");
+    // Into the export directory (created), named by the trace id, never beside the trace.
+    let written = dir.path().join("exports").join("t1.md");
+    assert!(status.starts_with("exported t1.md (in "), "{status}");
+    assert!(written.is_file());
 }
 
 #[test]
-fn export_path_never_overwrites_the_trace() {
+fn export_paths_are_named_by_trace_id_in_the_export_directory() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("trace.json");
     std::fs::write(&p, "{}").unwrap();
+    let out = dir.path().join("out");
     assert_eq!(
-        export_path(&p, "x", ExportFormat::Json),
+        export_path(&out, &p, "x", ExportFormat::Json),
+        out.join("x.json")
+    );
+    // Exported into the trace's own directory, a native JSON never overwrites the trace.
+    assert_eq!(
+        export_path(dir.path(), &p, "trace", ExportFormat::Json),
         dir.path().join("trace.export.json")
     );
-    assert_eq!(
-        export_path(&p, "x", ExportFormat::Html),
-        dir.path().join("trace.html")
-    );
-    // A path that is not a trace file (a folder, or gone): named after the trace id.
+    // Ids that are not file names are made safe.
     assert_eq!(
         export_path(
+            &out,
             std::path::Path::new("problem_330"),
             "a/b",
             ExportFormat::Csv
         ),
-        std::path::PathBuf::from("./a_b.csv")
+        out.join("a_b.csv")
     );
 }
 
@@ -405,7 +422,7 @@ fn engine_status_shows_until_the_user_gets_an_answer() {
 }
 
 #[test]
-fn rollouts_of_a_superseded_job_still_join_their_trace() {
+fn a_second_resample_queues_and_starts_when_the_first_ends() {
     let (tx, rx) = mpsc::channel::<EngineCommand>();
     let mut app = single_app().with_engine(Box::new(tx));
     feed(&mut app, [key('r')]);
@@ -413,40 +430,92 @@ fn rollouts_of_a_superseded_job_still_join_their_trace() {
         panic!("expected a submit")
     };
     assert_eq!(first.positions, vec![0, 1], "r samples positions i and i+1");
+    // A second request waits: nothing reaches the engine, nothing is cancelled.
     feed(&mut app, [key('R')]);
-    let EngineCommand::Submit(second) = rx.try_recv().unwrap() else {
-        panic!("expected a submit")
-    };
-    assert_eq!(second.positions.len(), app.sentence_count() + 1);
-    // The first job's last rollout, stored before it noticed it was superseded, is kept.
+    assert!(rx.try_recv().is_err(), "the running job is not superseded");
+    assert_eq!(app.jobs.queue.len(), 1);
+    assert!(app
+        .status
+        .as_ref()
+        .unwrap()
+        .text
+        .starts_with("queued behind 1 job"));
+    // `J` lists both, the running one first.
+    feed(&mut app, [key('J')]);
+    assert_eq!(app.jobs.listing().len(), 2);
+    feed(&mut app, [code(KeyCode::Esc)]);
+    // The first job's rollouts join the trace one by one.
     app.on_engine_event(EngineEvent::Rollout {
         job: first.id,
         rollout: Box::new(rollout(0, true)),
     });
     assert_eq!(app.entry().unwrap().loaded.rollouts.len(), 1);
-    // Its progress and end are not the running job's and are ignored.
+    app.on_engine_event(EngineEvent::Progress {
+        job: first.id,
+        done: 1,
+        total: 32,
+        tokens_per_s: 120.0,
+    });
+    let p = app.jobs.progress().cloned().unwrap();
+    assert_eq!((p.done, p.total, p.tokens_per_s), (1, 32, 120.0));
+    assert!(p.eta_s.is_some(), "the ETA follows the token rate");
+    // When it ends, the queued one is sent.
     app.on_engine_event(EngineEvent::Finished {
         job: first.id,
-        cancelled: true,
+        cancelled: false,
     });
-    assert_eq!(app.jobs.running, Some(second.id));
+    let EngineCommand::Submit(second) = rx.try_recv().unwrap() else {
+        panic!("expected the queued job")
+    };
+    assert_eq!(second.positions.len(), app.sentence_count() + 1);
+    assert!(app.jobs.is_current(second.id));
+    assert!(app.jobs.queue.is_empty());
     app.on_engine_event(EngineEvent::Progress {
         job: second.id,
         done: 2,
         total: 8,
         tokens_per_s: 120.0,
     });
-    let p = app.jobs.progress.clone().unwrap();
-    assert_eq!((p.done, p.total, p.tokens_per_s), (2, 8, 120.0));
     app.on_engine_event(EngineEvent::Finished {
         job: second.id,
         cancelled: false,
     });
-    assert_eq!(app.jobs.running, None);
+    assert!(app.jobs.running.is_none());
     assert_eq!(
         app.status.as_ref().unwrap().text,
         "job ended with 2/8 rollouts"
     );
+}
+
+#[test]
+fn a_queued_job_is_cancelled_from_the_job_list_without_touching_the_running_one() {
+    let (tx, rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('r'), key('j'), key('r')]);
+    let EngineCommand::Submit(first) = rx.try_recv().unwrap() else {
+        panic!("expected a submit")
+    };
+    feed(&mut app, [key('J'), key('j'), key('x')]);
+    assert!(app.jobs.queue.is_empty());
+    assert!(rx.try_recv().is_err(), "the running job got no cancel");
+    // x on the running one cancels it on the engine.
+    feed(&mut app, [key('k'), key('x')]);
+    assert_eq!(rx.try_recv().unwrap(), EngineCommand::Cancel(first.id));
+}
+
+#[test]
+fn quitting_with_work_running_asks_first() {
+    let (tx, _rx) = mpsc::channel::<EngineCommand>();
+    let mut app = single_app().with_engine(Box::new(tx));
+    feed(&mut app, [key('r'), key('q')]);
+    assert!(!app.should_quit);
+    assert_eq!(app.popup, Some(Popup::Confirm(Confirm::Quit)));
+    // Any other key: stay.
+    feed(&mut app, [key('n')]);
+    assert!(!app.should_quit && app.popup.is_none());
+    // q then y: quit.
+    feed(&mut app, [key('q'), key('y')]);
+    assert!(app.should_quit);
 }
 
 #[test]
@@ -479,7 +548,8 @@ fn gauge_shows_progress_rate_and_eta_while_a_job_runs() {
     let (tx, _rx) = mpsc::channel::<EngineCommand>();
     let mut app = single_app().with_engine(Box::new(tx));
     feed(&mut app, [key('r')]);
-    app.jobs.progress = Some(crate::engine_hook::JobProgress::new(4, 32, 153.0, 10.0));
+    app.jobs.running.as_mut().unwrap().progress =
+        Some(crate::engine_hook::JobProgress::new(4, 32, 153.0, 10.0));
     let mut term = Terminal::new(TestBackend::new(120, 30)).unwrap();
     crate::draw(&mut term, &mut app).unwrap();
     let buffer = term.backend().buffer().clone();

@@ -158,7 +158,7 @@ fn classifier_note(rollouts: &[Rollout], behavior: &str) -> Option<String> {
     }
 }
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, hits: &mut crate::app::Hits) {
     let focused = app.focus == Pane::Detail;
     let block = Block::bordered()
         .title(Span::styled(
@@ -167,11 +167,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ))
         .border_style(app.theme.border_style(focused));
     let lines = detail_lines(app, area.width.saturating_sub(2) as usize);
+    let inner = block.inner(area);
+    // The pane stops where its last line reaches the bottom.
+    let max = super::scrolled::max_scroll(&lines, inner.width, inner.height);
+    hits.detail_max_scroll = Some(max);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
-            .scroll((app.detail_scroll, 0)),
+            .scroll((app.detail_scroll.min(max), 0)),
         area,
     );
 }

@@ -3,14 +3,13 @@
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 use super::layout::centered;
 use super::trace::legend;
-use crate::app::App;
+use crate::app::{App, Hits};
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: u16, hits: &mut Hits) {
     let t = &app.theme;
     let rows = app.keymap.help_rows();
     let key_w = rows
@@ -44,16 +43,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let width = lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 2;
     let height = lines.len() as u16 + 2;
     let popup = centered(area, width, height);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(Span::styled(
-                    " help · Esc closes ",
-                    t.fg(t.title).add_modifier(Modifier::BOLD),
-                ))
-                .border_style(t.border_style(true)),
-        ),
+    // Taller than the screen: it scrolls (j/k, PageUp/PageDown) and says where it is.
+    super::scrolled::render(
+        frame,
         popup,
+        app,
+        " help · j/k scroll · Esc or q closes ".to_string(),
+        lines,
+        scroll,
+        hits,
     );
 }

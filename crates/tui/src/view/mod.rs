@@ -2,11 +2,14 @@
 //! frame is [`Hits`] (where sentences and panes landed), which the loop stores for the mouse.
 
 pub mod chart;
+pub mod context;
 pub mod detail;
 pub mod help;
 pub mod layout;
 pub mod list;
 pub mod popup;
+pub mod rollouts;
+pub mod scrolled;
 pub mod status;
 pub mod trace;
 pub mod wrap;
@@ -28,9 +31,15 @@ pub fn draw(frame: &mut Frame, app: &App) -> Hits {
         Screen::Trace => trace::render_screen(frame, main, app, &mut hits),
     }
     status::render(frame, status_area, app);
-    match app.popup {
-        Some(Popup::Help) => help::render(frame, area, app),
-        Some(Popup::Export { selected }) => popup::render_export(frame, area, app, selected),
+    match &app.popup {
+        Some(Popup::Help { scroll }) => help::render(frame, area, app, *scroll, &mut hits),
+        Some(Popup::Export { selected }) => popup::render_export(frame, area, app, *selected),
+        Some(Popup::Context { scroll, expanded }) => {
+            context::render(frame, main, app, *scroll, *expanded, &mut hits)
+        }
+        Some(Popup::Rollouts(b)) => rollouts::render(frame, main, app, b, &mut hits),
+        Some(Popup::Jobs { selected }) => popup::render_jobs(frame, area, app, *selected),
+        Some(Popup::Confirm(q)) => popup::render_confirm(frame, area, app, q),
         None => {}
     }
     hits

@@ -13,18 +13,35 @@ use crate::engine_hook::format_eta;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    // While a job runs, the right part of the line is its gauge.
-    let area = match (&app.jobs.running, app.prompt.is_none()) {
-        (Some(_), true) if area.width >= 40 => {
-            let gauge_width = (area.width * 45 / 100).min(52);
-            let [rest, gauge] =
-                Layout::horizontal([Constraint::Min(0), Constraint::Length(gauge_width)])
-                    .areas(area);
-            render_gauge(frame, gauge, app);
-            rest
-        }
-        _ => area,
+    // The right end always names the engine and model; while a job runs the gauge sits left
+    // of it. Both get their room first: the location and message take what is left.
+    let wide = area.width >= 120;
+    let engine = format!(
+        " {} ",
+        fit_keeping_end(&app.engine_label(), if wide { 40 } else { 24 })
+    );
+    let engine_w = (engine.chars().count() as u16).min(area.width / 3);
+    // Narrow: a compact gauge (done/total and ETA), so a message still has room.
+    let gauge_w = match (app.jobs.running.is_some(), app.prompt.is_none()) {
+        (true, true) if wide => (area.width * 40 / 100).min(52),
+        (true, true) if area.width >= 40 => 22,
+        _ => 0,
     };
+    let [rest, gauge, model] = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(gauge_w),
+        Constraint::Length(engine_w),
+    ])
+    .areas(area);
+    if gauge_w > 0 {
+        render_gauge(frame, gauge, app);
+    }
+    let model_style = match app.engine_view.state.as_ref() {
+        Some(s) if s.is_error() => t.fg(t.error),
+        _ => t.fg(t.muted).add_modifier(Modifier::REVERSED),
+    };
+    frame.render_widget(Paragraph::new(Span::styled(engine, model_style)), model);
+    let area = rest;
     let sep = Span::styled(" │ ", t.fg(t.muted));
     if let Some(p) = &app.prompt {
         let what = match app.screen {
@@ -63,6 +80,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     t.fg(t.title).add_modifier(Modifier::BOLD),
                 ));
                 spans.push(sep.clone());
+                let pos = if n == 0 { 0 } else { app.selected + 1 };
+                spans.push(Span::raw(format!("{pos}/{n}")));
+                spans.push(sep.clone());
                 let behavior = if app.two_behavior {
                     let (a, b) = app.behavior_pair();
                     let name = |i: usize| {
@@ -78,9 +98,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 spans.push(Span::raw(behavior));
                 spans.push(sep.clone());
                 spans.push(Span::raw(importance_label(app.importance)));
-                spans.push(sep.clone());
-                let pos = if n == 0 { 0 } else { app.selected + 1 };
-                spans.push(Span::raw(format!("{pos}/{n}")));
             }
         }
     }
@@ -108,9 +125,31 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             t.fg(t.muted),
         ),
     };
-    // A message that would not fit keeps only the first field (trace id / count) beside it.
-    if location + 3 + message.width() > area.width as usize && spans.len() > 1 {
+    // Too long for the line: the help hint goes first; a real message keeps the trace id and
+    // position beside it, then the id alone.
+    let fits = |spans: &[Span], message: &Span| {
+        spans.iter().map(Span::width).sum::<usize>() + 3 + message.width() <= area.width as usize
+    };
+    let message = if app.status.is_none() && !fits(&spans, &message) {
+        Span::raw("")
+    } else {
+        message
+    };
+    if !fits(&spans, &message) && spans.len() > 3 {
+        spans.truncate(3);
+    }
+    if !fits(&spans, &message) && spans.len() > 1 {
         spans.truncate(1);
+    }
+    // Still too long: the message alone (the trace id is in the pane's title), cut to fit.
+    if !fits(&spans, &message) && app.status.is_some() {
+        let style = message.style;
+        let text = fit(&message.content, (area.width as usize).saturating_sub(1));
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![Span::raw(" "), Span::styled(text, style)])),
+            area,
+        );
+        return;
     }
     spans.push(sep);
     spans.push(message);
@@ -120,11 +159,24 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 /// `12/32 · 150 tok/s · ETA 1m05s ━━━━────`: the running job's progress.
 fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let (label, ratio) = match &app.jobs.progress {
+    let queued = app.jobs.queue.len();
+    let (label, ratio) = match app.jobs.progress() {
         Some(p) => {
-            let mut label = format!(" {}/{} · {:.0} tok/s", p.done, p.total, p.tokens_per_s);
+            let compact = area.width < 30;
+            let mut label = if compact {
+                format!(" {}/{}", p.done, p.total)
+            } else {
+                format!(" {}/{} · {:.0} tok/s", p.done, p.total, p.tokens_per_s)
+            };
             if let Some(eta) = p.eta_s {
                 label.push_str(&format!(" · ETA {}", format_eta(eta)));
+            }
+            if queued > 0 {
+                label.push_str(&if compact {
+                    format!(" +{queued}")
+                } else {
+                    format!(" · +{queued} queued")
+                });
             }
             (label, p.ratio())
         }
@@ -136,6 +188,22 @@ fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
         .filled_style(t.fg(t.ok))
         .unfilled_style(t.fg(t.muted));
     frame.render_widget(gauge, area);
+}
+
+/// `text` cut to `width` characters in the middle, keeping its last word (the device).
+fn fit_keeping_end(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width {
+        return text.to_string();
+    }
+    let tail_len = text
+        .rsplit_once(' ')
+        .map_or(0, |(_, t)| t.chars().count() + 1)
+        .min(width / 2);
+    let head_len = width.saturating_sub(tail_len + 1);
+    let head: String = chars[..head_len].iter().collect();
+    let tail: String = chars[chars.len() - tail_len..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// `text` cut to `width` characters with an ellipsis.

@@ -10,9 +10,10 @@ use ratatui::Frame;
 use super::layout::trace_panes;
 use super::wrap::wrap;
 use super::{chart, detail};
-use crate::app::{importance_label, App, Hits, Pane};
+use crate::app::{anchors, importance_label, top_anchors, App, Hits, Pane};
 use crate::theme::Theme;
 use anchorscope_core::analysis::{BehaviorAnalysis, Direction, ImportanceKind, Shade, ShadeRule};
+use anchorscope_core::export::format::fmt_signed;
 
 /// How one sentence is marked for one behavior: the analysis's [`Shade`] (direction, level on
 /// the absolute |Δ| scale, strong only when significant with enough rollouts), drawn as a glyph
@@ -121,7 +122,7 @@ pub fn render_screen(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) 
     }
     if panes.detail.width > 0 {
         hits.detail_height = panes.detail.height.saturating_sub(2);
-        detail::render(frame, panes.detail, app);
+        detail::render(frame, panes.detail, app, hits);
     }
 }
 
@@ -149,6 +150,52 @@ pub fn legend(theme: &Theme, width: u16) -> Line<'static> {
     ])
 }
 
+/// "top anchors: S12 ▲+0.42 · S3 ▼−0.30 · S20 ▲+0.21" for one behavior, or why there are none.
+fn anchor_summary(app: &App, behavior: Option<&BehaviorAnalysis>, width: usize) -> Line<'static> {
+    let t = &app.theme;
+    let muted = t.fg(t.muted);
+    let Some(b) = behavior else {
+        return Line::styled(" no behavior to rank", muted);
+    };
+    let rule = app.analysis_options().shade_rule();
+    let top = top_anchors(b, app.importance, &rule, 3);
+    if top.is_empty() {
+        return Line::styled(
+            super::wrap::truncate(
+                &format!(
+                    " no significant sentence for {} yet ({} resamples every position)",
+                    b.behavior,
+                    app.keymap.hint(&crate::action::Action::ResampleAll)
+                ),
+                width,
+            ),
+            muted,
+        );
+    }
+    let total = anchors(b, app.importance, &rule).len();
+    let mut spans = vec![Span::styled(format!(" top anchors ({total}): "), muted)];
+    for (k, (i, value)) in top.iter().enumerate() {
+        if k > 0 {
+            spans.push(Span::styled(" · ", muted));
+        }
+        let direction = Some(Direction::of(*value));
+        let glyph = if *value > 0.0 { '▲' } else { '▼' };
+        spans.push(Span::styled(
+            format!("S{i} {glyph}{}", fmt_signed(*value)),
+            t.direction_fg(direction).add_modifier(Modifier::BOLD),
+        ));
+    }
+    spans.push(Span::styled(
+        format!(
+            "  {}/{} jump",
+            app.keymap.hint(&crate::action::Action::NextAnchor),
+            app.keymap.hint(&crate::action::Action::PrevAnchor)
+        ),
+        muted,
+    ));
+    Line::from(spans)
+}
+
 /// One text column colored for behavior `behavior_idx`.
 fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hits: &mut Hits) {
     let Some(entry) = app.entry() else { return };
@@ -174,10 +221,20 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
         ))
         .title_bottom(legend(&app.theme, area.width))
         .border_style(app.theme.border_style(focused));
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.width == 0 || inner.height == 0 {
         return;
+    }
+    // The first line names the top anchors, so the important sentences need no hunting.
+    if inner.height >= 4 && !trace.sentences.is_empty() {
+        let summary = anchor_summary(app, behavior, inner.width as usize);
+        frame.render_widget(
+            Paragraph::new(summary),
+            Rect::new(inner.x, inner.y, inner.width, 1),
+        );
+        inner.y += 1;
+        inner.height -= 1;
     }
     if trace.sentences.is_empty() {
         frame.render_widget(

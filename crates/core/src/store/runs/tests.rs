@@ -148,3 +148,45 @@ fn utc_dates() {
     assert_eq!(utc_date(1_700_000_000), "2023-11-14T22:13:20Z");
     assert_eq!(utc_date(1_798_761_599), "2026-12-31T23:59:59Z");
 }
+
+#[test]
+fn arrivals_agree_with_deciding_the_pool_again() {
+    let main = record("m", 256);
+    let other = record("n", 256);
+    let runs = vec![main.clone(), other.clone()];
+    let mut rollouts = vec![rollout(Some(&main.id)); 3];
+    rollouts.push(rollout(Some(&other.id)));
+    let mut p = pool(&rollouts, &runs, PoolMode::Matching);
+
+    // The reference run grows: counted, and the pool is what deciding it again gives.
+    let more = rollout(Some(&main.id));
+    assert_eq!(p.arrive(&more), Arrival::Counted);
+    rollouts.push(more);
+    assert_eq!(p, pool(&rollouts, &runs, PoolMode::Matching));
+
+    // The other model's run grows but stays smaller: left out, same pool.
+    let theirs = rollout(Some(&other.id));
+    assert_eq!(p.arrive(&theirs), Arrival::LeftOut);
+    rollouts.push(theirs);
+    assert_eq!(p, pool(&rollouts, &runs, PoolMode::Matching));
+
+    // It catches up (ties go to the earlier id): once it would become the reference, the
+    // pool must be decided again.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let r = rollout(Some(&other.id));
+        answers.push(p.arrive(&r));
+        rollouts.push(r);
+    }
+    assert_eq!(answers.last(), Some(&Arrival::Redecide));
+    assert_ne!(
+        pool(&rollouts, &runs, PoolMode::Matching)
+            .reference
+            .as_deref(),
+        Some(main.id.as_str())
+    );
+
+    // A run never seen: decide again.
+    let fresh = record("m", 256);
+    assert_eq!(p.arrive(&rollout(Some(&fresh.id))), Arrival::Redecide);
+}

@@ -21,6 +21,7 @@ pub mod json;
 mod native;
 mod ta_realign;
 mod thought_anchors;
+pub use thought_anchors::SCENARIO_META;
 mod transcript;
 
 use std::fs;

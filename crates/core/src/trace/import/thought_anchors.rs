@@ -43,6 +43,8 @@ const CHUNKS_LABELED: &str = "chunks_labeled.json";
 const CHUNKS_RESAMPLED: &str = "chunks_resampled.json";
 const PROBLEM: &str = "problem.json";
 const SCENARIO: &str = "scenario.json";
+/// Prefix of the `meta` keys that hold `scenario.json`'s text fields.
+pub const SCENARIO_META: &str = "scenario.";
 /// The behavior their `accuracy` measures.
 pub const BEHAVIOR: &str = "correct";
 const CLASSIFIER: &str = "thought-anchors-is_correct";
@@ -190,6 +192,19 @@ pub fn load(dir: &Path, opts: &SplitOptions) -> Result<SourcedTrace, ImportError
     if let Some(scenario) = read_json(&dir.join(SCENARIO))? {
         if let Some(name) = scenario.get("nickname").and_then(Value::as_str) {
             trace.meta.insert("scenario".into(), name.to_string());
+        }
+        // The scenario's own text (system prompt, the documents it shows the model), kept
+        // for the explorer's context pane: the prompt alone often omits it.
+        if let Some(fields) = scenario.as_object() {
+            for (key, value) in fields {
+                if matches!(key.as_str(), "nickname" | "scenario_id") {
+                    continue;
+                }
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string);
+                trace.meta.insert(format!("{SCENARIO_META}{key}"), text);
+            }
         }
     }
     let mut chunk_positions = Vec::new();
