@@ -5,6 +5,7 @@ mod analyze;
 mod bench;
 mod bench_job;
 mod collect;
+mod compare;
 mod config;
 mod engine_opts;
 mod export_cmd;
@@ -62,6 +63,7 @@ Examples:
   anchorscope stats trace.json --json         per-sentence metrics as JSON
   anchorscope label traces/ --json            each trace's own labels and their evidence
   anchorscope export trace.json --format html -o trace.html
+  anchorscope compare free.json paid.json     two traces side by side, importance A - B
   anchorscope model install                   fetch the default model and the embedder
   anchorscope analyze trace.json -n 100       sample 100 rollouts per position, print stats
   anchorscope collect --prompt-file system.txt --queries q.txt --tier both -o traces/
@@ -163,6 +165,16 @@ The write is atomic (temp file + rename). Without -o the file is <name>.<ext> in
 directory, where <name> is the trace file's stem (or the trace id when the file holds several
 traces). The path written is printed.")]
     Export(ExportArgs),
+
+    /// Two traces side by side: sentences aligned by similarity, importances and A - B.
+    #[command(long_about = "\
+Compare two traces (e.g. the free and the paid tier of one query): align their sentences by
+similarity (the installed sentence embedder, else a word-count cosine, said in the output), then
+print per aligned row both importances with their 95% intervals and the difference A - B with
+its interval. Sentences without a counterpart (below --min-similarity) stay alone in their row.
+Each trace is analysed as `stats` does. --json prints the whole comparison: the alignment, every
+behavior's rate curve of both traces and the per-row numbers.")]
+    Compare(compare::CompareArgs),
 
     /// Sample rollouts of a trace with the local model (headless), then print the stats.
     #[command(long_about = "\
@@ -686,6 +698,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Stats(args)) => stats::run(&args, &config),
         Some(Command::Label(args)) => label_cmd::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
+        Some(Command::Compare(args)) => compare::run(&args, &config),
         Some(Command::Bench(args)) => bench::run(&args, &config),
         Some(Command::BenchJob(args)) => bench_job::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),

@@ -339,7 +339,7 @@ fn importance_cell(d: Option<Difference>) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let width = |col: usize| {
         rows.iter()
             .map(|r| r[col].chars().count())

@@ -1,6 +1,6 @@
 //! Reading, judging and exporting traces, and the commands that do it: importers on every format
 //! and on malformed input, the rollout store's guarantees, behaviors and the offline judges,
-//! exports, `label`, and the CLI on the bundled samples.
+//! exports, `label`, `compare`, and the CLI on the bundled samples.
 //!
 //! One test binary per area, so the release build links candle a few times instead of once
 //! per file. Each module below was a test file of its own; its doc says what it covers.
@@ -13,6 +13,7 @@ mod be_behavior;
 mod be_export;
 mod cli_commands;
 mod cli_samples;
+mod compare_cmd;
 mod io_import;
 mod io_props;
 mod io_trust;

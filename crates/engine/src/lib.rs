@@ -13,6 +13,7 @@
 
 pub mod chat;
 pub mod chat_format;
+pub mod compare_similarity;
 pub mod decode;
 pub mod device;
 pub mod embed;

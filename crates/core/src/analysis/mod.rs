@@ -2,6 +2,7 @@
 //! Pure functions of a trace and its stored rollouts (METHOD.md "Rates", "Importance").
 //! No I/O here.
 
+pub mod compare;
 pub mod groups;
 pub mod significance;
 pub mod stats;
