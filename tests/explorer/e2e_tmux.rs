@@ -345,10 +345,10 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
 }
 
 /// The researcher's keys in the real binary, on a directory of two traces with rollouts (test
-/// data written by the test): the list sorts by anchors, `]` jumps to one, `p` shows the
-/// context, `o` the rollouts.
+/// data written by the test): the list sorts by anchors, `m` and `c` compare two traces side
+/// by side, `]` jumps to an anchor, `p` shows the context, `o` the rollouts.
 #[test]
-fn list_sort_anchors_context_and_rollouts_in_the_real_binary() {
+fn list_sort_compare_anchors_context_and_rollouts_in_the_real_binary() {
     if skip_without_tmux() {
         return;
     }
@@ -386,7 +386,12 @@ fn list_sort_anchors_context_and_rollouts_in_the_real_binary() {
         .find(|l| l.contains("af-free-001") || l.contains("af-paid-002"))
         .unwrap();
     assert!(first_row.contains("af-free-001"), "{screen}");
-    tmux.keys(&["Enter"]);
+    // m marks it, c on the other trace opens the two side by side.
+    tmux.keys(&["m", "j", "c"]);
+    tmux.wait_for("side by side", |s| {
+        s.contains("A af-free-001") && s.contains("B af-paid-002") && s.contains("A − B")
+    });
+    tmux.keys(&["Escape", "k", "Enter"]);
     tmux.wait_for("the trace", |s| s.contains("top anchors (2)"));
     tmux.keys(&["]"]);
     tmux.wait_for("the next anchor", |s| {

@@ -188,3 +188,45 @@ fn the_status_bar_names_the_engine_even_with_a_long_id_and_a_job_running() {
     assert!(last.contains("SmolLM2-135M on cpu"), "{last}");
     assert!(last.contains("starting…"), "the gauge: {last}");
 }
+
+#[test]
+fn side_by_side_aligns_two_traces_and_shows_both_importances() {
+    for (w, h) in [(80, 24), (200, 50)] {
+        let (mut app, _) = app(several());
+        // Mark af-free-001, then compare it with af-paid-002 (its sentences 1..=3).
+        let t = text(&drive(&mut app, w, h, vec![key('m'), key('j'), key('c')]));
+        assert_eq!(app.screen, anchorscope::tui::app::Screen::Compare, "{t}");
+        let c = &app.compare.as_ref().unwrap().comparison;
+        let aligned: Vec<(Option<usize>, Option<usize>)> =
+            c.pairs.iter().map(|p| (p.a, p.b)).collect();
+        // Identical sentences align whatever the similarity (embedder or lexical).
+        assert_eq!(
+            aligned,
+            vec![
+                (Some(0), None),
+                (Some(1), Some(0)),
+                (Some(2), Some(1)),
+                (Some(3), Some(2))
+            ]
+        );
+        assert!(
+            t.contains("A af-free-001") && t.contains("B af-paid-002"),
+            "{t}"
+        );
+        // A's S1 suppresses compliance (−0.62, significant); B has no rollouts: n/a.
+        assert!(t.contains("-0.62✱"), "{t}");
+        assert!(t.contains("n/a"), "{t}");
+        // The similarity method line depends on whether the embedder is installed.
+        let stable: String = t
+            .lines()
+            .filter(|l| !l.contains("cosine") && !l.contains("aligned by"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        insta::assert_snapshot!(format!("compare_{w}x{h}"), stable);
+        // j moves the row; Esc goes back to the list.
+        drive(&mut app, w, h, vec![key('j')]);
+        assert_eq!(app.compare.as_ref().unwrap().row, 1);
+        drive(&mut app, w, h, vec![code(KeyCode::Esc)]);
+        assert!(app.compare.is_none());
+    }
+}

@@ -29,6 +29,7 @@ mod list_order;
 mod overlays;
 mod sampling;
 
+pub use compare::CompareView;
 pub use entry::{anchors, largest_shown, top_anchors, TraceEntry};
 pub use list_order::{anchor_count, largest_delta, SortColumn};
 pub use overlays::{
@@ -52,6 +53,8 @@ pub const EXPORT_FORMATS: [ExportFormat; 4] = [
 pub enum Screen {
     List,
     Trace,
+    /// Two traces side by side ([`compare::CompareView`]).
+    Compare,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +171,8 @@ pub struct App {
     /// Traces whose other-model warning was answered with yes (asked once per trace).
     model_confirmed: std::collections::HashSet<usize>,
     pub engine_view: EngineView,
+    /// The open side-by-side comparison.
+    pub compare: Option<CompareView>,
     /// Where `e` writes exports.
     pub export_dir: PathBuf,
     pub focus: Pane,
@@ -253,6 +258,7 @@ impl App {
             marked: None,
             model_confirmed: Default::default(),
             engine_view: EngineView::default(),
+            compare: None,
             export_dir: config
                 .export_dir
                 .clone()
@@ -528,6 +534,7 @@ impl App {
             _ => match self.screen {
                 Screen::List => self.apply_list(action),
                 Screen::Trace => self.apply_trace(action),
+                Screen::Compare => self.apply_compare(action),
             },
         }
     }
@@ -789,7 +796,7 @@ impl App {
                 let p = prompt.clone();
                 self.prompt = None;
                 match self.screen {
-                    Screen::Trace => self.selected = p.restore_selected,
+                    Screen::Trace | Screen::Compare => self.selected = p.restore_selected,
                     Screen::List => {
                         self.list_filter = p.restore_filter;
                         self.list_selected = p.restore_selected;
@@ -807,7 +814,7 @@ impl App {
                 self.list_filter = input;
                 self.list_selected = 0;
             }
-            Screen::Trace => {
+            Screen::Trace | Screen::Compare => {
                 let m = self.matches(&input);
                 if let Some(&i) = m.iter().find(|&&i| i >= start).or(m.first()) {
                     self.select(i);
@@ -851,7 +858,7 @@ impl App {
             input: String::new(),
             restore_selected: match self.screen {
                 Screen::List => self.list_selected,
-                Screen::Trace => self.selected,
+                Screen::Trace | Screen::Compare => self.selected,
             },
             restore_filter: self.list_filter.clone(),
         });
@@ -975,6 +982,7 @@ impl App {
                     self.focus = Pane::Text;
                 }
             }
+            Screen::Compare => {}
         }
     }
 
@@ -998,6 +1006,11 @@ impl App {
                     self.select(self.selected.saturating_sub(delta.unsigned_abs() as usize));
                 }
             }
+            Screen::Compare => self.apply_compare(if delta > 0 {
+                Action::MoveDown
+            } else {
+                Action::MoveUp
+            }),
         }
     }
 

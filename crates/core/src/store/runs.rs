@@ -367,6 +367,11 @@ impl Pool {
         self.included.iter().any(|(i, _)| i == id)
     }
 
+    /// How many of `rollouts` count toward rates.
+    pub fn filter_count(&self, rollouts: &[Rollout]) -> usize {
+        rollouts.iter().filter(|r| self.includes(r)).count()
+    }
+
     /// The rollouts that count toward rates.
     pub fn filter(&self, rollouts: &[Rollout]) -> Vec<Rollout> {
         rollouts

@@ -2,6 +2,7 @@
 //! frame is [`Hits`] (where sentences and panes landed), which the loop stores for the mouse.
 
 pub mod chart;
+pub mod compare;
 pub mod context;
 pub mod detail;
 pub mod help;
@@ -29,6 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App) -> Hits {
     match app.screen {
         Screen::List => list::render(frame, main, app, &mut hits),
         Screen::Trace => trace::render_screen(frame, main, app, &mut hits),
+        Screen::Compare => compare::render(frame, main, app, &mut hits),
     }
     status::render(frame, status_area, app);
     match &app.popup {

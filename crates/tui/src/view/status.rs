@@ -46,7 +46,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(p) = &app.prompt {
         let what = match app.screen {
             Screen::List => "filter",
-            Screen::Trace => "search",
+            Screen::Trace | Screen::Compare => "search",
         };
         let line = Line::from(vec![
             Span::styled(
@@ -62,6 +62,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
     let mut spans = vec![];
     match app.screen {
+        Screen::Compare => {
+            if let Some(v) = &app.compare {
+                spans.push(Span::styled(
+                    format!(" {} ⟷ {}", v.comparison.a.id, v.comparison.b.id),
+                    t.fg(t.title).add_modifier(Modifier::BOLD),
+                ));
+                spans.push(sep.clone());
+                spans.push(Span::raw(format!(
+                    "row {}/{}",
+                    v.row + 1,
+                    v.comparison.pairs.len()
+                )));
+            }
+        }
         Screen::List => {
             spans.push(Span::styled(
                 format!(" {} traces", app.traces.len()),
