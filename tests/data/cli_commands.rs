@@ -475,3 +475,51 @@ fn export_csv_has_a_row_per_sentence() {
     // A header, then at least one row per sentence (one per behavior and sentence is fine too).
     assert!(csv.lines().count() > sentences, "{csv}");
 }
+
+#[test]
+fn export_of_a_directory_writes_every_trace_into_one_output_directory() {
+    let traces = tempfile::tempdir().unwrap();
+    for id in [SAMPLE, "example-paid-tier-refuses"] {
+        std::fs::copy(sample_path(id), traces.path().join(format!("{id}.json"))).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let outdir = out.path().join("exports");
+    let o = run(&[
+        "export",
+        traces.path().to_str().unwrap(),
+        "-f",
+        "json",
+        "-o",
+        outdir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let out_text = stdout(&o);
+    let printed: Vec<&str> = out_text.lines().map(str::trim).collect();
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    for id in [SAMPLE, "example-paid-tier-refuses"] {
+        let file = outdir.join(format!("{id}.json"));
+        assert!(printed.contains(&file.to_str().unwrap()), "{printed:?}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(json["trace"]["id"], id, "{file:?}");
+    }
+    // Nothing was written beside the traces, and a second load of that directory is clean:
+    // the exports are elsewhere, and would be skipped anyway.
+    assert_eq!(std::fs::read_dir(traces.path()).unwrap().count(), 2);
+    // -o naming a file for several traces is refused with what to do instead.
+    let file = out.path().join("one.json");
+    std::fs::write(&file, "{}").unwrap();
+    let o = run(&[
+        "export",
+        traces.path().to_str().unwrap(),
+        "-f",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let err = assert_user_error(&o);
+    assert!(
+        err.contains("holds 2 traces") && err.contains("--trace"),
+        "{err}"
+    );
+}

@@ -79,6 +79,24 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// The pid of the program the pane's shell runs (the explorer).
+    fn explorer_pid(&self) -> u32 {
+        let shell: u32 = String::from_utf8_lossy(
+            &self
+                .cmd()
+                .args(["display", "-p", "-t", "e2e", "#{pane_pid}"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        child_of(shell).expect("the explorer runs under the pane's shell")
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd().arg("kill-server").status();
@@ -443,18 +461,7 @@ fn sigterm_and_sighup_restore_the_terminal() {
         );
         let tmux = Tmux::start(&format!("signal-{signal}"), 100, 30, &command);
         tmux.wait_for("the trace view", |s| s.contains("1/17"));
-        let shell: u32 = String::from_utf8_lossy(
-            &tmux
-                .cmd()
-                .args(["display", "-p", "-t", "e2e", "#{pane_pid}"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .trim()
-        .parse()
-        .unwrap();
-        let explorer = child_of(shell).expect("the explorer runs under the pane's shell");
+        let explorer = tmux.explorer_pid();
         let sent = Command::new("kill")
             .args([format!("-{signal}"), explorer.to_string()])
             .status()
@@ -502,18 +509,7 @@ fn closing_the_terminal_ends_the_process() {
     let command = format!("'{BIN}' --no-engine '{}'; sleep 60", trace.display());
     let tmux = Tmux::start("hangup", 100, 30, &command);
     tmux.wait_for("the trace view", |s| s.contains("1/17"));
-    let shell: u32 = String::from_utf8_lossy(
-        &tmux
-            .cmd()
-            .args(["display", "-p", "-t", "e2e", "#{pane_pid}"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .unwrap();
-    let explorer = child_of(shell).expect("the explorer runs under the pane's shell");
+    let explorer = tmux.explorer_pid();
     drop(tmux);
     let deadline = Instant::now() + Duration::from_secs(10);
     let proc_dir = PathBuf::from(format!("/proc/{explorer}"));

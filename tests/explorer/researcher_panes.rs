@@ -7,32 +7,8 @@ use crate::tui_support::*;
 use std::sync::mpsc;
 
 use anchorscope::engine::EngineCommand;
-use anchorscope::tui::app::{App, Popup, SortColumn};
-use anchorscope::tui::{draw, run_app, AppEvent};
-use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-
-fn key(c: char) -> AppEvent {
-    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE).into()
-}
-
-fn code(c: KeyCode) -> AppEvent {
-    KeyEvent::new(c, KeyModifiers::NONE).into()
-}
-
-fn drive(app: &mut App, w: u16, h: u16, events: Vec<AppEvent>) -> Buffer {
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    let (tx, rx) = mpsc::channel();
-    for e in events {
-        tx.send(e).unwrap();
-    }
-    drop(tx);
-    run_app(&mut term, app, &rx).unwrap();
-    draw(&mut term, app).unwrap();
-    term.backend().buffer().clone()
-}
+use anchorscope::tui::app::{Popup, SortColumn};
+use ratatui::crossterm::event::KeyCode;
 
 #[test]
 fn context_shows_prompt_tier_and_final_output() {

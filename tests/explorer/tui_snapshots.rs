@@ -2,41 +2,14 @@
 
 use crate::tui_support;
 
-use std::sync::mpsc;
-
 use anchorscope::analysis::Direction;
 use anchorscope::tui::app::{App, Screen};
 use anchorscope::tui::theme::Theme;
-use anchorscope::tui::{draw, run_app, AppEvent};
-use ratatui::backend::TestBackend;
+use anchorscope::tui::AppEvent;
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use ratatui::style::{Color, Modifier};
-use ratatui::Terminal;
 use tui_support::*;
-
-fn key(c: char) -> AppEvent {
-    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE).into()
-}
-
-fn code(c: KeyCode) -> AppEvent {
-    KeyEvent::new(c, KeyModifiers::NONE).into()
-}
-
-/// Run the real loop on a TestBackend with `events` queued, until they run out.
-fn drive(app: &mut App, w: u16, h: u16, events: Vec<AppEvent>) -> Buffer {
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    let (tx, rx) = mpsc::channel();
-    for e in events {
-        tx.send(e).unwrap();
-    }
-    drop(tx);
-    run_app(&mut term, app, &rx).unwrap();
-    // One more frame so the buffer reflects the final state even when the loop drained
-    // everything in one go.
-    draw(&mut term, app).unwrap();
-    term.backend().buffer().clone()
-}
 
 /// Row and column where `needle` starts on screen.
 fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {

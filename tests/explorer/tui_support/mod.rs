@@ -178,3 +178,32 @@ pub fn text(buf: &Buffer) -> String {
     }
     out
 }
+
+/// A key press as the loop receives it.
+pub fn key(c: char) -> anchorscope::tui::AppEvent {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE).into()
+}
+
+/// A named key (Enter, Esc, arrows…) as the loop receives it.
+pub fn code(c: ratatui::crossterm::event::KeyCode) -> anchorscope::tui::AppEvent {
+    use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+    KeyEvent::new(c, KeyModifiers::NONE).into()
+}
+
+/// Run the real loop on a TestBackend with `events` queued, until they run out.
+pub fn drive(app: &mut App, w: u16, h: u16, events: Vec<anchorscope::tui::AppEvent>) -> Buffer {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for e in events {
+        tx.send(e).unwrap();
+    }
+    drop(tx);
+    anchorscope::tui::run_app(&mut term, app, &rx).unwrap();
+    // One more frame so the buffer reflects the final state even when the loop drained
+    // everything in one go.
+    anchorscope::tui::draw(&mut term, app).unwrap();
+    term.backend().buffer().clone()
+}
