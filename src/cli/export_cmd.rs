@@ -36,7 +36,7 @@ pub fn run(args: &ExportArgs, config: &Config) -> anyhow::Result<()> {
             Path::new(""),
         ),
     };
-    export_one(loaded, args, config, &out)?;
+    export_one(loaded, &load::behavior_names(config)?, args, config, &out)?;
     print(&format!("{}\n", out.display()))
 }
 
@@ -64,10 +64,11 @@ fn export_all(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // One embedder load for all of them.
     load::fill_similarities(&mut traces);
+    let behaviors = load::behavior_names(config)?;
     let mut written = String::new();
     for loaded in traces {
         let out = default_file(&loaded.path, &loaded.trace.id, true, args.format, &dir);
-        export_one(loaded, args, config, &out)?;
+        export_one(loaded, &behaviors, args, config, &out)?;
         written.push_str(&format!("{}\n", out.display()));
     }
     print(&written)
@@ -76,13 +77,13 @@ fn export_all(
 /// Analyse one trace (similarities already filled) as `stats` does and write it.
 fn export_one(
     mut loaded: LoadedTrace,
+    behaviors: &[String],
     args: &ExportArgs,
     config: &Config,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let behaviors = load::behavior_names(config)?;
     let pooled = load::pool_runs(&mut loaded, config, args.pool)?;
-    let analysis = load::analyze_pooled(&loaded, &behaviors, config, &pooled);
+    let analysis = load::analyze_pooled(&loaded, behaviors, config, &pooled);
     // Never over the input, its store, a device or a link (every format, checked once here).
     check_output(&loaded, out)?;
     let written = match args.format {

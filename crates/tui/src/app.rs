@@ -204,15 +204,14 @@ impl App {
         let keymap = KeyMap::new(&config.keys).map_err(anyhow::Error::msg)?;
         let theme =
             Theme::new(&config.theme, Theme::no_color_from_env()).map_err(anyhow::Error::msg)?;
-        let behavior_names = BehaviorSet::with_user(&config.behaviors)?.names();
-        // Judge scope `continuation`: the offline classifiers also judge each continuation
-        // alone, for every stored rollout now and for each one that arrives.
-        let scope_set = (config.analysis.judge_scope == JudgeScope::Continuation)
-            .then(|| BehaviorSet::with_user(&config.behaviors))
-            .transpose()?;
-        let pool_mode = config.sampling.pool;
-        // The trace's own outcome (did its response comply?) for the list's column.
+        // One set of the offline classifiers: its names, the trace's own outcome (did its
+        // response comply?) for the list's column, and with judge scope `continuation` the
+        // labels of each continuation alone (stored rollouts now, arriving ones later).
         let outcome_set = BehaviorSet::with_user(&config.behaviors)?;
+        let behavior_names = outcome_set.names();
+        let scope_set =
+            (config.analysis.judge_scope == JudgeScope::Continuation).then(|| outcome_set.clone());
+        let pool_mode = config.sampling.pool;
         let mut traces: Vec<TraceEntry> = Vec::with_capacity(outcome.traces.len());
         for mut loaded in outcome.traces {
             // User regex behaviors label every stored rollout, not only those sampled since.

@@ -322,24 +322,6 @@ pub fn from_imported(n_sentences: usize, imported: &ImportedMetrics) -> Behavior
 /// to the ones computed here from the same folder's rollouts.
 pub const THEIRS_SUFFIX: &str = " (theirs)";
 
-/// Behaviors that have labels in the rollouts, in first-seen order, after `preferred` ones.
-pub fn behaviors_present(rollouts: &[Rollout], preferred: &[String]) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
-    for r in rollouts {
-        // A person's verdicts count under their behavior, not as a behavior of their own.
-        for name in r
-            .labels
-            .keys()
-            .filter(|n| !n.ends_with(crate::trace::HUMAN_SUFFIX))
-        {
-            if !seen.contains(name) {
-                seen.push(name.clone());
-            }
-        }
-    }
-    order_behaviors(preferred, seen)
-}
-
 /// `preferred` then the `seen` label names not among them, each continuation-scope behavior
 /// right after its full-scope one.
 fn order_behaviors(preferred: &[String], seen_names: Vec<String>) -> Vec<String> {

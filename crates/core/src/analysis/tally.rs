@@ -46,7 +46,8 @@ pub enum Added {
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     threshold: f32,
-    /// Behaviors with counts, in the order [`super::behaviors_present`] gives them.
+    /// Behaviors with counts, `preferred` first, then label names in first-seen order
+    /// (see `order_behaviors`).
     tracked: Vec<String>,
     positions: Vec<PositionTally>,
     /// Every label key seen on a counted rollout (human verdicts included).

@@ -8,27 +8,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::wrap::truncate;
-use crate::app::{anchor_count, largest_delta, App, Hits, TraceEntry};
-use anchorscope_core::analysis::MetricSource;
-
-/// Behaviors with data (rollout labels or imported metrics), comma-separated, or "–".
-pub fn behaviors_with_data(e: &TraceEntry) -> String {
-    let names: Vec<&str> = e
-        .analysis
-        .behaviors
-        .iter()
-        .filter(|b| match b.source {
-            MetricSource::Rollouts => b.positions.iter().any(|r| r.m > 0),
-            MetricSource::Imported { .. } => true,
-        })
-        .map(|b| b.behavior.as_str())
-        .collect();
-    if names.is_empty() {
-        "–".to_string()
-    } else {
-        names.join(", ")
-    }
-}
+use crate::app::{anchor_count, largest_delta, App, Hits};
 
 /// A model name without its directory (manifests name the file path in parentheses).
 fn short_model(model: &str) -> &str {
