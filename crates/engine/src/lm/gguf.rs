@@ -126,20 +126,24 @@ pub(crate) fn load(
     Ok((cfg, weights, info))
 }
 
-/// `tokenizer.ggml.eos_token_id`, plus `<|im_end|>` for ChatML models whose declared eos is
-/// another token (the chat turn ends there).
+/// `tokenizer.ggml.eos_token_id`, plus the ChatML end tokens `<|im_end|>` and `<|endoftext|>`
+/// when the vocabulary has them and the declared eos is another: a turn ends at the first, and
+/// Qwen2.5 declares `<|im_end|>` yet may write `<|endoftext|>` (its own generation config stops
+/// at both, as llama.cpp does), after which it would go on past the end of the answer.
 fn eos_ids(md: &HashMap<String, Value>) -> Vec<u32> {
     let mut ids = Vec::new();
     if let Some(id) = md.get("tokenizer.ggml.eos_token_id").and_then(as_usize) {
         ids.push(id as u32);
     }
     if let Some(Value::Array(tokens)) = md.get("tokenizer.ggml.tokens") {
-        let im_end = tokens
-            .iter()
-            .position(|t| matches!(t, Value::String(s) if s == "<|im_end|>"));
-        if let Some(id) = im_end {
-            if !ids.contains(&(id as u32)) {
-                ids.push(id as u32);
+        for end in ["<|im_end|>", "<|endoftext|>"] {
+            let found = tokens
+                .iter()
+                .position(|t| matches!(t, Value::String(s) if s == end));
+            if let Some(id) = found {
+                if !ids.contains(&(id as u32)) {
+                    ids.push(id as u32);
+                }
             }
         }
     }

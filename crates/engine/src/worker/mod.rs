@@ -36,17 +36,33 @@ pub use job::{
 pub enum ModelChoice {
     /// The project's default model, installed into the cache when missing.
     Default,
+    /// A model `anchorscope model install` knows by this name ([`install::MODELS`]), installed
+    /// into the cache when missing.
+    Named(String),
     /// A GGUF file or a Hugging Face-style directory.
     Path(PathBuf),
 }
 
 impl ModelChoice {
-    /// `default` or a path, as written on the command line.
+    /// `default`, a known model's name or a path, as written on the command line. A known name
+    /// wins over a file of the same name in the working directory (write `./NAME` for the file):
+    /// what a name means should not depend on where the command runs.
     pub fn parse(arg: &str) -> Self {
         if arg == "default" {
             ModelChoice::Default
+        } else if install::find_model(arg).is_some() {
+            ModelChoice::Named(arg.to_string())
         } else {
             ModelChoice::Path(PathBuf::from(arg))
+        }
+    }
+
+    /// How the choice reads in messages: `default model`, the name, or the path.
+    pub fn label(&self) -> String {
+        match self {
+            ModelChoice::Default => "default model".into(),
+            ModelChoice::Named(name) => name.clone(),
+            ModelChoice::Path(p) => p.display().to_string(),
         }
     }
 }
@@ -275,21 +291,29 @@ fn load_embedder(
     }
 }
 
-/// The model file or directory for a choice (installing the default when missing).
+/// The model file or directory for a choice (installing a known model when missing).
 pub fn resolve_model(
     choice: &ModelChoice,
     status: &mut dyn FnMut(EngineStatus),
 ) -> Result<PathBuf, EngineError> {
-    match choice {
-        ModelChoice::Path(p) => Ok(p.clone()),
-        ModelChoice::Default => {
-            let mut installing = |m: &str| status(EngineStatus::Installing(m.to_string()));
-            if !install::default_model_path().exists() {
-                installing("installing the default model…");
-            }
-            install::ensure_default_model(&mut installing)
+    let (model, said) = match choice {
+        ModelChoice::Path(p) => return Ok(p.clone()),
+        ModelChoice::Default => (&install::DEFAULT_MODEL, "the default model".to_string()),
+        ModelChoice::Named(name) => {
+            let model = install::find_model(name).ok_or_else(|| {
+                EngineError::Other(format!(
+                    "--model {name}: no model of that name (known: {})",
+                    install::MODEL_NAMES.join(", ")
+                ))
+            })?;
+            (model, model.name.to_string())
         }
+    };
+    let mut installing = |m: &str| status(EngineStatus::Installing(m.to_string()));
+    if !install::model_path(model).exists() {
+        installing(&format!("installing {said}…"));
     }
+    install::ensure_model(model, &mut installing)
 }
 
 /// `cpu` or `cuda:N`, for messages.

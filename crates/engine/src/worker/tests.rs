@@ -531,12 +531,22 @@ fn unwritable_store_is_an_error_and_nothing_is_reported() {
 }
 
 #[test]
-fn model_choice_parses_default_and_paths() {
+fn model_choice_parses_default_names_and_paths() {
     assert_eq!(ModelChoice::parse("default"), ModelChoice::Default);
     assert_eq!(
         ModelChoice::parse("m.gguf"),
         ModelChoice::Path("m.gguf".into())
     );
+    for name in crate::install::MODEL_NAMES {
+        assert_eq!(ModelChoice::parse(name), ModelChoice::Named(name.into()));
+    }
+    // A name that is not quite a known one is a path (and fails to load as one, naming it).
+    assert_eq!(
+        ModelChoice::parse("./qwen2.5-0.5b"),
+        ModelChoice::Path("./qwen2.5-0.5b".into())
+    );
+    assert_eq!(ModelChoice::parse("qwen2.5-0.5b").label(), "qwen2.5-0.5b");
+    assert_eq!(ModelChoice::Default.label(), "default model");
 }
 
 #[test]
