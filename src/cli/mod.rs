@@ -1,8 +1,10 @@
 //! Command-line surface: argument definitions (clap derive) and dispatch to one module per
 //! command. The modules only glue library calls together; no science lives here.
 
+mod adaptive_opts;
 mod analyze;
 mod bench;
+mod bench_adaptive;
 mod bench_job;
 mod collect;
 mod compare;
@@ -252,7 +254,12 @@ pub enum PeerArg {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `bench adaptive DIR…`: the adaptive-resampling simulation instead of the speed bench.
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
+
     /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
     /// (smollm2-135m, qwen2.5-0.5b); the last two are installed on first use.
     #[arg(long, value_name = "PATH|default|NAME")]
@@ -301,6 +308,47 @@ pub struct BenchArgs {
     /// Also write every number (and the machine) as JSON to this file.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
+}
+
+/// What `bench` measures besides sampling speed.
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Simulate fixed against adaptive resampling on Thought Anchors folders.
+    #[command(long_about = "\
+Simulate fixed against adaptive resampling on real Thought Anchors folders, with each folder's own
+numbers as the truth: for sentence i the kept rate is the folder's rate at chunk i+1, the share of
+different replacements its different_trajectories_fraction, and their rate follows from its
+counterfactual importance. The fixed design samples --n-max rollouts at every position (the
+reference pipeline's 100); the adaptive policy (docs/METHOD.md) reads the same random draws, so its
+first n rollouts at a position are the fixed run's first n.
+
+Prints, per folder and pooled, the rollouts each design uses (mean per repetition), the savings,
+the recall and precision of the sentences the fixed run finds significant with |Δ| ≥ 0.1, and the
+sign agreement. --json prints {fixed_rollouts, adaptive_rollouts, savings, recall, precision,
+sign_agreement, …} pooled over the folders, with each folder's numbers in `folders`.")]
+    Adaptive(BenchAdaptiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAdaptiveArgs {
+    /// Thought Anchors problem folders, or directories holding them.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Repetitions of both designs per folder.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub reps: u32,
+
+    /// Seed of the random draws.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    #[command(flatten)]
+    pub adaptive: adaptive_opts::AdaptiveOpts,
 }
 
 #[derive(Debug, Args)]
@@ -711,6 +759,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Label(args)) => label_cmd::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
         Some(Command::Compare(args)) => compare::run(&args, &config),
+        Some(Command::Bench(BenchArgs {
+            what: Some(BenchWhat::Adaptive(args)),
+            ..
+        })) => bench_adaptive::run(&args, &config),
         Some(Command::Bench(args)) => bench::run(&args, &config),
         Some(Command::BenchJob(args)) => bench_job::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
@@ -771,6 +823,44 @@ mod tests {
             Some(Command::Export(a)) => assert_eq!(a.format, ExportFormat::Markdown),
             other => panic!("expected export, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn bench_keeps_its_flags_and_takes_adaptive_as_a_subcommand() {
+        let cli = Cli::try_parse_from(["anchorscope", "bench", "--rows", "4"]).unwrap();
+        match cli.command {
+            Some(Command::Bench(a)) => assert!(a.rows == 4 && a.what.is_none()),
+            other => panic!("expected bench, got {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "anchorscope",
+            "bench",
+            "adaptive",
+            "a",
+            "b",
+            "--json",
+            "--reps",
+            "7",
+            "--stride",
+            "3",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Bench(BenchArgs {
+                what: Some(BenchWhat::Adaptive(a)),
+                ..
+            })) => {
+                assert_eq!(a.dirs, vec![PathBuf::from("a"), PathBuf::from("b")]);
+                assert!(a.json);
+                assert_eq!((a.reps, a.adaptive.stride), (7, Some(3)));
+            }
+            other => panic!("expected bench adaptive, got {other:?}"),
+        }
+        // The speed bench's flags do not mix with the subcommand, and a folder is required.
+        assert!(
+            Cli::try_parse_from(["anchorscope", "bench", "--rows", "4", "adaptive", "a"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["anchorscope", "bench", "adaptive"]).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod af_judge_dev;
 mod be_behavior;
 mod be_export;
+mod bench_adaptive;
 mod cli_commands;
 mod cli_samples;
 mod compare_cmd;

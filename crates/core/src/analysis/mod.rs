@@ -2,6 +2,7 @@
 //! Pure functions of a trace and its stored rollouts (METHOD.md "Rates", "Importance").
 //! No I/O here.
 
+pub mod adaptive;
 pub mod compare;
 pub mod groups;
 pub mod significance;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use significance::{shade, Shade, ShadeRule, SignificanceRule};
-pub use stats::{bernoulli_kl, newcombe, wilson, Difference, Interval, Rate, Z95};
+pub use stats::{bernoulli_kl, newcombe, newcombe_at, wilson, Difference, Interval, Rate, Z95};
 pub use tally::{Added, Tally};
 
 use crate::trace::{ImportedMetrics, Rollout, Trace};

@@ -47,7 +47,7 @@ pub fn two_proportion_p(a: Rate, b: Rate) -> Option<f64> {
 
 /// Complementary error function (the Chebyshev fit known as `erfcc` in Numerical Recipes,
 /// fractional error below 1.2e-7 everywhere): ample for p-values compared with 0.05.
-fn erfc(x: f64) -> f64 {
+pub(crate) fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
     let poly = -z * z - 1.265_512_23

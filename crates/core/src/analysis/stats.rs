@@ -74,11 +74,16 @@ impl Difference {
     }
 }
 
-/// Newcombe's hybrid score interval for p_a − p_b from the two Wilson intervals.
+/// Newcombe's hybrid score interval for p_a − p_b from the two Wilson intervals, at 95%.
 /// `None` when either rate is undefined.
 pub fn newcombe(a: Rate, b: Rate) -> Option<Difference> {
+    newcombe_at(a, b, Z95)
+}
+
+/// [`newcombe`] at any z (the adaptive policy's looks use the z of the α each look spends).
+pub fn newcombe_at(a: Rate, b: Rate, z: f64) -> Option<Difference> {
     let (pa, pb) = (a.value()?, b.value()?);
-    let (wa, wb) = (a.wilson()?, b.wilson()?);
+    let (wa, wb) = (wilson(a.k, a.m, z)?, wilson(b.k, b.m, z)?);
     let d = pa - pb;
     let lo = d - ((pa - wa.lo).powi(2) + (wb.hi - pb).powi(2)).sqrt();
     let hi = d + ((wa.hi - pa).powi(2) + (pb - wb.lo).powi(2)).sqrt();

@@ -251,11 +251,15 @@ pub enum PoolMode {
 
 crate::choices!(PoolMode { Matching => "matching", All => "all" });
 
-/// `[sampling]` in the config file: `pool = "matching"` (default) or `"all"`.
+/// `[sampling]` in the config file: `pool = "matching"` (default) or `"all"`; `adaptive = true`
+/// makes full sweeps (`analyze`, the explorer's resample-all) adaptive, with the policy's
+/// settings in `[sampling.adaptive_settings]` (docs/METHOD.md, "Adaptive resampling").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplingConfig {
     pub pool: PoolMode,
+    pub adaptive: bool,
+    pub adaptive_settings: crate::analysis::adaptive::AdaptiveSettings,
 }
 
 /// Which runs a trace's rates pool.
