@@ -57,7 +57,8 @@ pub fn per_choice_tokens(
         return (vec![total], TokenSource::ServerPerChoice);
     }
     if n > 1 && total <= cap.saturating_mul(n as u64) && is_sum(total, ours, ours_exact) {
-        return (share_out(total, ours), TokenSource::ServerTotalShared);
+        let shares = share_out(total, ours, u64::from(max_tokens));
+        return (shares, TokenSource::ServerTotalShared);
     }
     (ours.to_vec(), TokenSource::Counted)
 }
@@ -82,9 +83,38 @@ fn is_sum(total: u64, ours: &[u64], exact: bool) -> bool {
     }
 }
 
+/// `total` split in proportion to `weights`, no share above `cap` (what one choice can take):
+/// a share over it is set to the cap and the rest is split again among the others. The shares
+/// add up to `total` unless it exceeds `cap` for every choice.
+fn share_out(total: u64, weights: &[u64], cap: u64) -> Vec<u64> {
+    let mut shares = vec![0; weights.len()];
+    let mut open: Vec<usize> = (0..weights.len()).collect();
+    let mut left = total.min(cap.saturating_mul(weights.len() as u64));
+    while !open.is_empty() {
+        let split = proportional(left, &open.iter().map(|&i| weights[i]).collect::<Vec<_>>());
+        if split.iter().all(|&s| s <= cap) {
+            for (&i, s) in open.iter().zip(split) {
+                shares[i] = s;
+            }
+            break;
+        }
+        let mut still_open = Vec::with_capacity(open.len());
+        for (&i, s) in open.iter().zip(split) {
+            if s > cap {
+                shares[i] = cap;
+                left -= cap;
+            } else {
+                still_open.push(i);
+            }
+        }
+        open = still_open;
+    }
+    shares
+}
+
 /// `total` split in proportion to `weights` (equal shares when they are all 0), by largest
 /// remainder so the shares add up to `total` exactly.
-fn share_out(total: u64, weights: &[u64]) -> Vec<u64> {
+fn proportional(total: u64, weights: &[u64]) -> Vec<u64> {
     let n = weights.len();
     if n == 0 {
         return Vec::new();
@@ -180,7 +210,9 @@ mod tests {
             169,
             "the server's total is kept"
         );
-        assert_eq!(tokens, [65, 39, 65]);
+        // The two at the 64-token cap cannot take more: the end tokens go to the one that
+        // stopped.
+        assert_eq!(tokens, [64, 41, 64]);
         let (tokens, source) = decide(SGLANG_NEW_N2, &[64, 64], true, 64);
         assert_eq!(
             (tokens, source),
@@ -275,10 +307,25 @@ mod tests {
             (7, vec![0, 5, 0]),
             (0, vec![3, 4]),
         ] {
-            let shares = share_out(total, &weights);
+            let shares = share_out(total, &weights, 1000);
             assert_eq!(shares.iter().sum::<u64>(), total, "{weights:?}");
             assert_eq!(shares.len(), weights.len());
         }
-        assert_eq!(share_out(10, &[1, 1, 1]), [4, 3, 3]);
+        assert_eq!(share_out(10, &[1, 1, 1], 1000), [4, 3, 3]);
+    }
+
+    #[test]
+    fn no_share_exceeds_what_one_choice_can_take() {
+        // Proportional shares of 36 by estimates 12, 8, 10 would give the first 14 > 12.
+        let shares = share_out(36, &[12, 8, 10], 12);
+        assert_eq!(shares, [12, 12, 12]);
+        let shares = share_out(30, &[12, 4, 4], 12);
+        assert_eq!(shares, [12, 9, 9]);
+        // A total beyond every cap fills each choice to the cap.
+        assert_eq!(share_out(40, &[1, 1, 1], 12), [12, 12, 12]);
+        // Through the decision: an estimated sum never yields a share over the request's cap.
+        let (tokens, source) = per_choice_tokens(Some(36), &[None; 3], &[12, 8, 10], false, 12);
+        assert_eq!(source, TokenSource::ServerTotalShared);
+        assert!(tokens.iter().all(|&t| t <= 12), "{tokens:?}");
     }
 }
