@@ -326,6 +326,21 @@ mod tests {
     }
 
     #[test]
+    fn our_openai_client_is_also_held_against_the_peer() {
+        let jobs = vec![
+            report("anchorscope", "sweep", 300.0, 16, None),
+            report("anchorscope openai→llama-server", "sweep", 50.0, 16, None),
+            report("llama.cpp", "sweep", 100.0, 16, None),
+        ];
+        let table = results_table(&jobs);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[2].contains("3.00×"), "{table}");
+        assert!(lines[3].contains("0.50×"), "{table}");
+        // The peer's own line has no ratio: its only × is rows×new.
+        assert_eq!(lines[4].matches('×').count(), 1, "{table}");
+    }
+
+    #[test]
     fn memory_table_shows_growth_per_row() {
         let mut memory = vec![
             report("anchorscope", "memory", 10.0, 1, Some(700 << 20)),
