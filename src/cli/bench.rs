@@ -1,7 +1,8 @@
 //! `anchorscope bench`: the speed benchmark. Measures the same jobs in anchorscope and in the
 //! peer (Python `transformers`, or llama.cpp's programs: [`super::bench_llama`], on the same
-//! model file), each job in its own child process so its peak RSS is its own, then prints tokens/s, the ratio, wall time and peak memory, our
-//! memory at several row counts, and the decode roofline.
+//! model file), each job in its own child process so its peak RSS is its own, then prints
+//! tokens/s, the ratio, wall time and peak memory, our memory at several row counts, and the
+//! decode roofline.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,7 +122,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
                 Err(e) => notes.push(format!("the peer's {job} job failed: {e:#}")),
             }
         }
-        if let Some(llama) = &llama {
+        if let (Some(llama), Some(gen)) = (&llama, &tokenizer_gen) {
             let spec = JobSpec {
                 kind: if job == "single" {
                     JobKind::Single
@@ -131,11 +132,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
                 rows: args.rows,
                 new_tokens: args.new_tokens,
             };
-            let tokenizer = &tokenizer_gen
-                .as_ref()
-                .expect("kept for llama.cpp")
-                .tokenizer;
-            match llama_jobs(llama, &bench_inputs, &spec, tokenizer, &mut notes) {
+            match llama_jobs(llama, &bench_inputs, &spec, &gen.tokenizer, &mut notes) {
                 Ok(reports) => jobs.extend(reports.into_iter().map(said)),
                 Err(e) => notes.push(format!("llama.cpp's {job} job failed: {e:#}")),
             }
@@ -210,7 +207,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         }
         // What the llama.cpp sides measured differently (the transformers peer's note is only
         // its versions, already in the JSON).
-        if let (true, Some(note)) = (j.side != "transformers", &j.note) {
+        if let Some(note) = j.note.as_ref().filter(|_| j.side != "transformers") {
             notes.push(format!("{} {}: {note}", j.side, j.job));
         }
     }
