@@ -4,6 +4,7 @@
 mod analyze;
 mod bench;
 mod bench_job;
+mod bench_llama;
 mod collect;
 mod compare;
 mod config;
@@ -247,6 +248,9 @@ pub enum PeerArg {
     /// Python transformers (needs --python with torch, transformers, accelerate, gguf).
     #[default]
     Python,
+    /// llama.cpp's llama-batched-bench and llama-server (needs --llama-cpp DIR).
+    #[value(name = "llama.cpp")]
+    LlamaCpp,
     /// Only anchorscope.
     None,
 }
@@ -269,6 +273,11 @@ pub struct BenchArgs {
     /// The Python interpreter for the peer.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: PathBuf,
+
+    /// For --peer llama.cpp: the directory with llama-batched-bench and llama-server
+    /// (scripts/build-llama-cpp.sh prints it).
+    #[arg(long, value_name = "DIR")]
+    pub llama_cpp: Option<PathBuf>,
 
     /// Rollouts per prefix (rows decoded together).
     #[arg(long, value_name = "N", default_value_t = 16)]
