@@ -20,7 +20,7 @@ use anchorscope::bench::{batched_bench, llama_server, BenchInputs, JobReport};
 use anchorscope::engine::chat::ChatTemplate;
 use anchorscope::engine::proc_memory::field_bytes;
 use anchorscope::engine::remote::http::Http;
-use anchorscope::engine::remote::{Client, EngineSettings, OpenAiGenerator};
+use anchorscope::engine::remote::{Client, EngineSettings, OpenAiGenerator, TokenCounter};
 use anchorscope::engine::tokenizer::TextTokenizer;
 
 /// How often a child's peak RSS (`VmHWM`) is read; the peak is exact up to the growth of the
@@ -378,11 +378,15 @@ pub fn openai_client_sweep(
     let client = Client::new(&server.url, &model_name, None, REQUEST_TIMEOUT, 1)
         .map_err(anyhow::Error::msg)?;
     let template = ChatTemplate::for_model("", &model_name);
+    // The client counts each choice's tokens with the model file's own tokenizer.
+    let counter =
+        TokenCounter::find(Some(&inputs.model_path), &model_name).map_err(anyhow::Error::msg)?;
     let mut generator = OpenAiGenerator::new(
         client,
         template,
         settings.n_per_request,
         settings.concurrency,
+        counter,
     );
     let recount = |text: &str| tokenizer.encode(text).map_or(0, |ids| ids.len() as u64);
     server.reset_peak();
