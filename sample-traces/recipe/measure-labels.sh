@@ -3,16 +3,13 @@
 # the share of responses and of rollouts whose compliance label is valid (a tag was written, the
 # label is yes or no, not n/a), on the sample queries and system prompt, both tiers.
 #
-#   measure-labels.sh OUT          run everything into OUT (about 80 min on 2 busy cores), then count
+#   measure-labels.sh OUT          run everything into OUT (about 40 min on 2 cores), then count
 #   measure-labels.sh --count OUT  only count what OUT holds
 #
 # Responses: `collect` with seeds 1 and 2 (2 queries x 2 tiers each), plus 8 fresh responses per
 # seed-1 trace sampled from position 0 (the whole reasoning resampled; the same prompt, opener and
 # sampler as collect, 8 rows at a time), all with the 300-token cap of generate.sh. Rollouts: the
-# seed-1 traces, at the 48-token cap of generate.sh and at 256; Qwen every position x 8 (its
-# traces have 1-5 sentences), SmolLM2 every 3rd position x 4 (11-28 sentences). The position-0
-# rollouts at cap 256 repeat the position-0 responses where those ended within 256 tokens (same
-# seeds: the seed depends on trace id, position and index, not on the cap).
+# seed-1 traces at the 256-token cap of generate.sh, every third position x 4 for both models.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${ANCHORSCOPE:-$here/../../target/release/anchorscope}"
@@ -35,16 +32,12 @@ if [ "$count_only" = no ]; then
       nice -n 10 "$bin" analyze "$tr" --positions 0 -n 8 --max-new-tokens 300 --device cpu \
         --model $m --no-embedder > /dev/null
     done
-    for cap in 48 256; do
-      d="roll-$m-$cap"; mkdir -p "$d"; cp resp-$m/s1/*.json "$d/"
-      for tr in "$d"/queries-*.json; do
-        if [ $m = qwen2.5-0.5b ]; then pos=all; n=8; else
-          k=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['sentences']))" "$tr")
-          pos=$(seq -s, 0 3 $((k - 1))); n=4
-        fi
-        nice -n 10 "$bin" analyze "$tr" --positions "$pos" -n $n --max-new-tokens $cap --device cpu \
-          --model $m --no-embedder > /dev/null
-      done
+    d="roll-$m-256"; mkdir -p "$d"; cp resp-$m/s1/*.json "$d/"
+    for tr in "$d"/queries-*.json; do
+      k=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['sentences']))" "$tr")
+      pos=$(seq -s, 0 3 "$k"); n=4
+      nice -n 10 "$bin" analyze "$tr" --positions "$pos" -n $n --max-new-tokens 256 --device cpu \
+        --model $m --no-embedder > /dev/null
     done
   done
   cd - > /dev/null
@@ -106,6 +99,5 @@ for m in models:
     print(m)
     row('responses: collect, seeds 1-2', responses(m))
     row('responses: position 0, 8 a trace', rollouts(f'{out}/pos0-{m}/*.rollouts.jsonl'))
-    for cap in (48, 256):
-        row(f'rollouts, cap {cap}', rollouts(f'{out}/roll-{m}-{cap}/*.rollouts.jsonl'))
+    row('rollouts, cap 256', rollouts(f'{out}/roll-{m}-256/*.rollouts.jsonl'))
 PY

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::behavior::{BehaviorSet, BehaviorsConfig};
 use crate::engine::proc_memory::field_bytes;
-use crate::engine::worker::{run_job, Inbox, JobContext, LmGenerator};
+use crate::engine::worker::{run_job, Generator, Inbox, JobContext, LmGenerator};
 use crate::engine::{EngineError, EngineEvent, Job};
 use crate::trace::split::SplitOptions;
 use crate::trace::{FinishReason, SamplerSettings};
@@ -163,6 +163,29 @@ pub fn run(
     spec: &JobSpec,
     context: &Context,
 ) -> Result<JobReport, EngineError> {
+    let cfg = gen.lm.config().clone();
+    let mut report = run_generator(gen, "anchorscope", inputs, spec, context, None)?;
+    let kv_token_bytes = kv_elements_per_token(&cfg) * std::mem::size_of::<f32>() as u64;
+    let longest_prefix = report.prefix_tokens.iter().copied().max().unwrap_or(0) as u64;
+    report.own_kv_bytes = Some((spec.rows * spec.new_tokens) as u64 * kv_token_bytes);
+    report.prefix_kv_bytes = Some(longest_prefix * kv_token_bytes);
+    Ok(report)
+}
+
+/// Count a rollout's tokens from its text, for generators whose own count cannot be trusted.
+pub type Recount<'a> = &'a dyn Fn(&str) -> u64;
+
+/// Run one job with any generator (ours, or our OpenAI client against a server) and report it
+/// as `side`. With `recount`, tokens are counted from each rollout's text instead of the
+/// generator's figure.
+pub fn run_generator(
+    generator: &mut dyn Generator,
+    side: &str,
+    inputs: &BenchInputs,
+    spec: &JobSpec,
+    context: &Context,
+    recount: Option<Recount>,
+) -> Result<JobReport, EngineError> {
     let JobSpec {
         kind,
         rows,
@@ -196,12 +219,15 @@ pub fn run(
     // The sender stays alive for the whole job: a closed channel reads as a shutdown.
     let (_commands, rx) = mpsc::channel();
     let mut inbox = Inbox::new(rx);
-    let log = RefCell::new(EventLog::default());
+    let log = RefCell::new(EventLog {
+        recount,
+        ..EventLog::default()
+    });
     let (load_peak, rss_after_load) = rss_bytes();
     let reset = reset_peak_rss();
     let started = Instant::now();
     let events = |e: EngineEvent| log.borrow_mut().record(e, started);
-    run_job(&job, gen, None, &ctx, &mut inbox, &events);
+    run_job(&job, generator, None, &ctx, &mut inbox, &events);
     let wall_s = started.elapsed().as_secs_f64();
     let (job_peak, _) = rss_bytes();
     // After a reset VmHWM is the job's own peak; the process peak is the larger of the two.
@@ -212,11 +238,8 @@ pub fn run(
     };
     let log = log.into_inner();
 
-    let cfg = gen.lm.config();
-    let kv_token_bytes = kv_elements_per_token(cfg) * std::mem::size_of::<f32>() as u64;
-    let longest_prefix = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0) as u64;
     Ok(JobReport {
-        side: "anchorscope".into(),
+        side: side.into(),
         job: kind.name().into(),
         device: context.device.into(),
         precision: context.precision.into(),
@@ -233,8 +256,8 @@ pub fn run(
         peak_rss_bytes: peak,
         job_peak_rss_bytes: if reset { job_peak } else { None },
         rss_after_load_bytes: rss_after_load,
-        own_kv_bytes: Some(rows as u64 * new_tokens as u64 * kv_token_bytes),
-        prefix_kv_bytes: Some(longest_prefix * kv_token_bytes),
+        own_kv_bytes: None,
+        prefix_kv_bytes: None,
         errors: log.errors,
         note: None,
     })
@@ -251,7 +274,9 @@ pub fn rate(tokens: u64, secs: f64) -> f64 {
 
 /// What the job's events said.
 #[derive(Default)]
-struct EventLog {
+struct EventLog<'a> {
+    /// Counts a rollout's tokens from its text, when the generator's count is not trusted.
+    recount: Option<Recount<'a>>,
     rollouts: usize,
     tokens: u64,
     finish: BTreeMap<String, usize>,
@@ -263,7 +288,7 @@ struct EventLog {
     last_rollout: f64,
 }
 
-impl EventLog {
+impl EventLog<'_> {
     fn record(&mut self, event: EngineEvent, started: Instant) {
         let now = started.elapsed().as_secs_f64();
         match event {
@@ -278,7 +303,10 @@ impl EventLog {
                 }
                 self.last_rollout = now;
                 self.rollouts += 1;
-                self.tokens += u64::from(rollout.tokens);
+                self.tokens += match self.recount {
+                    Some(count) => count(&rollout.text),
+                    None => u64::from(rollout.tokens),
+                };
                 *self
                     .finish
                     .entry(finish_name(rollout.finish).into())

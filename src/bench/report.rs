@@ -107,6 +107,11 @@ fn labelled_shape(r: &MatmulRate) -> String {
     format!("{} {}", r.library, shape(r))
 }
 
+/// Whether a side is anchorscope's (`anchorscope`, `anchorscope openai→llama-server`).
+fn is_ours(side: &str) -> bool {
+    side.starts_with("anchorscope")
+}
+
 /// One line per job and side: precision, rows × tokens, generated, wall, tokens/s, the ratio
 /// ours/peer (on our line) and peak RSS.
 pub fn results_table(jobs: &[JobReport]) -> String {
@@ -124,9 +129,10 @@ pub fn results_table(jobs: &[JobReport]) -> String {
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for r in jobs {
+        // Our sides (the engine, our openai client) are held against the peer's rate.
         let peer = jobs
             .iter()
-            .find(|p| p.job == r.job && p.side != r.side && r.side == "anchorscope")
+            .find(|p| p.job == r.job && !is_ours(&p.side))
             .map(|p| p.tokens_per_s);
         let prefix = match (r.prefix_tokens.iter().min(), r.prefix_tokens.iter().max()) {
             (Some(a), Some(b)) if a == b => a.to_string(),
@@ -142,7 +148,7 @@ pub fn results_table(jobs: &[JobReport]) -> String {
             r.tokens_generated.to_string(),
             format!("{:.2}", r.wall_s),
             format!("{:.1}", r.tokens_per_s),
-            if r.side == "anchorscope" {
+            if is_ours(&r.side) {
                 ratio(r.tokens_per_s, peer)
             } else {
                 String::new()
@@ -317,6 +323,21 @@ mod tests {
         assert!(!lines[3].contains("3.00"));
         // No peer for the sweep: the ratio says so.
         assert!(lines[4].contains("n/a"), "{table}");
+    }
+
+    #[test]
+    fn our_openai_client_is_also_held_against_the_peer() {
+        let jobs = vec![
+            report("anchorscope", "sweep", 300.0, 16, None),
+            report("anchorscope openai→llama-server", "sweep", 50.0, 16, None),
+            report("llama.cpp", "sweep", 100.0, 16, None),
+        ];
+        let table = results_table(&jobs);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[2].contains("3.00×"), "{table}");
+        assert!(lines[3].contains("0.50×"), "{table}");
+        // The peer's own line has no ratio: its only × is rows×new.
+        assert_eq!(lines[4].matches('×').count(), 1, "{table}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `anchorscope bench`: the speed benchmark. Measures the same jobs in anchorscope and in the
-//! peer (Python `transformers` on the same model file), each job in its own child process so
-//! its peak RSS is its own, then prints tokens/s, the ratio, wall time and peak memory, our
-//! memory at several row counts, and the decode roofline.
+//! peer (Python `transformers`, or llama.cpp's programs: [`super::bench_llama`], on the same
+//! model file), each job in its own child process so its peak RSS is its own, then prints
+//! tokens/s, the ratio, wall time and peak memory, our memory at several row counts, and the
+//! decode roofline.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,17 +15,19 @@ use anchorscope::bench::flops::MatmulRate;
 use anchorscope::bench::flops::{
     decode_flops_per_token, mean_decode_context, measure_block_kernel, measure_matmul,
 };
+use anchorscope::bench::job::JobSpec;
 use anchorscope::bench::machine::{gpu_name, machine_info};
 use anchorscope::bench::report::{
     memory_table, mib, results_table, roofline_text, BenchResult, Roofline,
 };
-use anchorscope::bench::{inputs, JobReport};
+use anchorscope::bench::{inputs, JobKind, JobReport};
 use anchorscope::config::Config;
 use anchorscope::engine::device;
 use anchorscope::engine::lm::Config as ModelConfig;
 use anchorscope::engine::worker::{resolve_model, LmGenerator, ModelChoice};
 use anchorscope::store::atomic_write;
 
+use super::bench_llama::{openai_client_sweep, LlamaCpp};
 use super::engine_opts::now_utc;
 use super::{load, BenchArgs, PeerArg};
 
@@ -48,15 +51,30 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
     let memory_rows = parse_rows(&args.memory_rows)?;
     let job_names = parse_jobs(&args.jobs)?;
     let work = WorkDir::new()?;
-    let peer = match args.peer {
+    let python = match args.peer {
         PeerArg::Python => Some(Peer::check(&args.python, &work.0)?),
-        PeerArg::None => None,
+        PeerArg::LlamaCpp | PeerArg::None => None,
     };
     let mut status = |s: anchorscope::engine::EngineStatus| eprintln!("{s}");
     let choice = ModelChoice::parse(args.model.as_deref().unwrap_or("default"));
     let model = resolve_model(&choice, &mut status)?;
     let device = device::select(&args.device)?;
     let device_arg = if device.is_cpu() { "cpu" } else { "cuda" };
+    let llama = match (args.peer, &args.llama_cpp) {
+        (PeerArg::LlamaCpp, None) => bail!(
+            "--peer llama.cpp needs --llama-cpp DIR (scripts/bench.sh --peer llama.cpp builds \
+             llama.cpp and passes it)"
+        ),
+        (PeerArg::LlamaCpp, Some(dir)) if device.is_cpu() => {
+            // The threads our side uses (one per core), so both sides get the same CPU.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Some(LlamaCpp::check(dir, &model, threads, &work.0)?)
+        }
+        (PeerArg::LlamaCpp, Some(_)) => {
+            bail!("--peer llama.cpp: the CPU build only (--device cpu)")
+        }
+        _ => None,
+    };
 
     let trace_path = match &args.trace {
         Some(p) => p.clone(),
@@ -78,7 +96,8 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         0.95,
     )?;
     let cfg = gen.lm.config().clone();
-    drop(gen);
+    // The llama.cpp peer's openai-client job counts tokens with the model's tokenizer.
+    let tokenizer_gen = llama.is_some().then_some(gen);
     let inputs_path = work.0.join("inputs.json");
     std::fs::write(&inputs_path, serde_json::to_vec(&bench_inputs)?)
         .with_context(|| format!("writing {}", inputs_path.display()))?;
@@ -96,11 +115,26 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
             args.rows, args.new_tokens
         );
         jobs.push(said(ours.run(job, args.rows)?));
-        if let Some(peer) = &peer {
+        if let Some(peer) = &python {
             eprintln!("bench: transformers {job}…");
             match peer.job(&inputs_path, job, args.rows, args.new_tokens, device_arg) {
                 Ok(r) => jobs.push(said(r)),
                 Err(e) => notes.push(format!("the peer's {job} job failed: {e:#}")),
+            }
+        }
+        if let (Some(llama), Some(gen)) = (&llama, &tokenizer_gen) {
+            let spec = JobSpec {
+                kind: if job == "single" {
+                    JobKind::Single
+                } else {
+                    JobKind::Sweep
+                },
+                rows: args.rows,
+                new_tokens: args.new_tokens,
+            };
+            match llama_jobs(llama, &bench_inputs, &spec, &gen.tokenizer, &mut notes) {
+                Ok(reports) => jobs.extend(reports.into_iter().map(said)),
+                Err(e) => notes.push(format!("llama.cpp's {job} job failed: {e:#}")),
             }
         }
     }
@@ -132,7 +166,7 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         .iter()
         .filter_map(|&s| measure_block_kernel(&device, s, MATMUL_TIME))
         .collect();
-    let matmul_torch = match &peer {
+    let matmul_torch = match &python {
         Some(peer) => match peer.matmul(&shapes, device_arg) {
             Ok(r) => r,
             Err(e) => {
@@ -171,9 +205,14 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         for e in &j.errors {
             notes.push(format!("{} {}: {e}", j.side, j.job));
         }
+        // What the llama.cpp sides measured differently (the transformers peer's note is only
+        // its versions, already in the JSON).
+        if let Some(note) = j.note.as_ref().filter(|_| j.side != "transformers") {
+            notes.push(format!("{} {}: {note}", j.side, j.job));
+        }
     }
-    if peer.is_none() {
-        notes.push("--peer none: transformers was not run".into());
+    if args.peer == PeerArg::None {
+        notes.push("--peer none: no peer was run".into());
     }
     let device_label = if device.is_cpu() {
         "cpu".to_string()
@@ -205,6 +244,38 @@ pub fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<()> {
         eprintln!("bench: results written to {}", out.display());
     }
     Ok(())
+}
+
+/// The llama.cpp peer's reports for one job: llama-batched-bench for the single job; for the
+/// sweep, llama-server's own sweep and then our openai client against the same server (the
+/// server is killed when this returns, also on error).
+fn llama_jobs(
+    llama: &LlamaCpp,
+    inputs: &anchorscope::bench::BenchInputs,
+    spec: &JobSpec,
+    tokenizer: &anchorscope::engine::tokenizer::TextTokenizer,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<JobReport>> {
+    match spec.kind {
+        JobKind::Single => {
+            eprintln!("bench: llama-batched-bench single…");
+            let report = llama.single(inputs.single.ids.len(), spec.rows, spec.new_tokens)?;
+            Ok(vec![report])
+        }
+        JobKind::Sweep => {
+            let prefixes: Vec<usize> = inputs.sweep.iter().map(|p| p.ids.len()).collect();
+            eprintln!("bench: starting llama-server…");
+            let server = llama.server(&prefixes, spec.rows, spec.new_tokens)?;
+            eprintln!("bench: llama-server sweep…");
+            let mut reports = vec![server.sweep(inputs, spec.rows, spec.new_tokens)?];
+            eprintln!("bench: our openai client against llama-server, sweep…");
+            match openai_client_sweep(&server, inputs, spec, tokenizer) {
+                Ok(r) => reports.push(r),
+                Err(e) => notes.push(format!("our openai client against llama-server: {e:#}")),
+            }
+            Ok(reports)
+        }
+    }
 }
 
 /// Say a job's result on stderr as soon as it is in (a long run that fails later keeps it).

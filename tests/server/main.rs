@@ -7,11 +7,13 @@
 // Test code may unwrap (the workspace denies it elsewhere): a panic here is a failing test.
 #![allow(clippy::unwrap_used)]
 
+mod fake_openai;
 #[path = "../common/prereq.rs"]
 mod prereq;
 mod remote_support;
 mod serve_support;
 
+mod remote_accounting;
 mod remote_engine;
 mod remote_faults;
 mod remote_worker;

@@ -128,6 +128,7 @@ pub fn imported_record(loaded: &LoadedTrace) -> RunRecord {
         judge_scope: None,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         source: Some(loaded.path.display().to_string()),
+        notes: Vec::new(),
     }
 }
 

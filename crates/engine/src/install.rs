@@ -183,7 +183,10 @@ pub const QWEN25_CODER_05B: KnownModel = KnownModel {
 pub const MODELS: [KnownModel; 2] = [SMOLLM2_135M, QWEN25_CODER_05B];
 
 /// The model used when none is named (`--model default`, `anchorscope model install`).
-pub const DEFAULT_MODEL: KnownModel = SMOLLM2_135M;
+/// Qwen2.5-Coder-0.5B: with the format shown in the system prompt it writes a valid compliance
+/// tag in most responses, where SmolLM2-135M almost never does (sample-traces/MANIFEST.md), so
+/// the explorer's first screen has colors that mean something.
+pub const DEFAULT_MODEL: KnownModel = QWEN25_CODER_05B;
 
 /// The names `--model` and `model install` accept.
 pub const MODEL_NAMES: [&str; 2] = [MODELS[0].name, MODELS[1].name];

@@ -43,6 +43,26 @@ pub fn beside_store(store_path: &Path, kind: &str) -> PathBuf {
     }
 }
 
+/// The kinds of file [`beside_store`] names.
+pub const BESIDE_STORE_KINDS: [&str; 3] = ["runs", "similarities", "human"];
+
+/// Whether `path` is one of the files a rollout store keeps beside it (`NAME.runs.jsonl`,
+/// `NAME.similarities.jsonl`, `NAME.human.jsonl`), so that a directory scan reads it with its
+/// trace and never as a trace of its own. Only when `NAME.rollouts.jsonl` is there too: a
+/// user's trace that happens to be called `x.human.jsonl` still loads.
+pub fn is_beside_store(path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+        return false;
+    };
+    BESIDE_STORE_KINDS.iter().any(|kind| {
+        name.strip_suffix(&format!(".{kind}.jsonl"))
+            .is_some_and(|stem| {
+                path.with_file_name(format!("{stem}.rollouts.jsonl"))
+                    .is_file()
+            })
+    })
+}
+
 /// The store of one trace among several in a single file (JSONL, a JSON array):
 /// `NAME.<id>.rollouts.jsonl` beside the file, with the id reduced to `[A-Za-z0-9._-]`.
 pub fn store_path_for_member(trace_path: &Path, trace_id: &str) -> PathBuf {
@@ -312,6 +332,25 @@ mod tests {
     use super::*;
     use crate::trace::{FinishReason, Label, LabelValue};
     use std::collections::BTreeMap;
+
+    #[test]
+    fn files_beside_a_store_are_recognised_only_with_their_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("t.runs.jsonl");
+        let human = dir.path().join("t.human.jsonl");
+        std::fs::write(&runs, "{}\n").unwrap();
+        std::fs::write(&human, "{}\n").unwrap();
+        assert!(
+            !is_beside_store(&runs),
+            "no store beside it: it may be a trace"
+        );
+        std::fs::write(dir.path().join("t.rollouts.jsonl"), "").unwrap();
+        assert!(is_beside_store(&runs));
+        assert!(is_beside_store(&human));
+        assert!(is_beside_store(&dir.path().join("t.similarities.jsonl")));
+        assert!(!is_beside_store(&dir.path().join("t.json")));
+        assert!(!is_beside_store(&dir.path().join("u.runs.jsonl")));
+    }
 
     fn rollout(position: usize, seed: u64) -> Rollout {
         let mut labels = BTreeMap::new();

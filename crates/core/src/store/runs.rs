@@ -65,6 +65,10 @@ pub struct RunRecord {
     /// For imported runs: where the rollouts came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// How the engine produced what the settings above do not say: e.g. how a remote server's
+    /// token counts were made, or that requests fell back to one continuation each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The settings that must agree for rollouts to pool (METHOD.md: engine, model file, sampler,
@@ -110,7 +114,22 @@ impl RunRecord {
             judge_scope,
             tool_version: env!("CARGO_PKG_VERSION").into(),
             source: None,
+            notes: Vec::new(),
         };
+        record.id = new_run_id(&record, now.as_nanos());
+        record
+    }
+
+    /// The record of a run that goes on from this one with `note` added: the same settings
+    /// (so their rollouts pool), a fresh id and start time. Records are never rewritten, so
+    /// when the way rollouts are made changes mid-job, the rest of the job becomes this run.
+    pub fn continued(&self, note: String) -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut record = self.clone();
+        record.date = utc_date(now.as_secs());
+        record.notes.push(note);
         record.id = new_run_id(&record, now.as_nanos());
         record
     }

@@ -6,11 +6,16 @@
 //! position go out in requests of `n_per_request` continuations, at most `concurrency` requests
 //! in flight (one thread each); every reply is handed to the job as it arrives, so rollouts are
 //! stored as they come. A cancel stops waiting at once; replies that arrive later are dropped.
+//!
+//! Each rollout's token count is decided per reply ([`super::usage`]): the server's when it
+//! counts per choice, else our own count of the text ([`TokenCounter`]). A reply with
+//! duplicated choices ([`super::duplicates`]) makes the generator ask for one continuation per
+//! request from then on: only its first choice is kept, the other seeds are sampled again.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::chat::ChatTemplate;
@@ -19,9 +24,12 @@ use crate::EngineError;
 use anchorscope_core::trace::{Message, SamplerSettings, Trace};
 
 use super::client::Client;
+use super::duplicates::duplicate_choices;
 use super::protocol::{self, Completion};
 use super::retry::RemoteError;
 use super::settings::{EngineKind, EngineSettings};
+use super::token_count::TokenCounter;
+use super::usage::per_choice_tokens;
 
 /// End of the final output in the scratchpad convention (the local engine stops there too).
 const END_OF_OUTPUT: &str = anchorscope_core::trace::tags::OUTPUT.close;
@@ -33,8 +41,14 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct OpenAiGenerator {
     client: Arc<Client>,
     pub template: ChatTemplate,
-    /// Continuations per request; drops to 1 for good once the server rejects n > 1.
+    /// Continuations per request; drops to 1 for good once the server rejects n > 1 or
+    /// returns duplicated choices.
     n_per_request: Arc<AtomicUsize>,
+    /// Set once, by the first reply with duplicated choices: what happened and what the
+    /// generator does since (the warning, and a note of every later run's record).
+    duplicate_fallback: Arc<OnceLock<String>>,
+    /// Counts each choice's tokens when the server's usage is not per choice.
+    counter: TokenCounter,
     concurrency: usize,
     /// Set when a request gave up on an unreachable server: the next position first probes
     /// the server once instead of spending every retry again (a job over many positions would
@@ -43,17 +57,20 @@ pub struct OpenAiGenerator {
 }
 
 impl OpenAiGenerator {
-    /// A generator over `client` (no check of the server).
+    /// A generator over `client` (no check of the server), counting tokens with `counter`.
     pub fn new(
         client: Client,
         template: ChatTemplate,
         n_per_request: usize,
         concurrency: usize,
+        counter: TokenCounter,
     ) -> Self {
         Self {
             client: Arc::new(client),
             template,
             n_per_request: Arc::new(AtomicUsize::new(n_per_request.max(1))),
+            duplicate_fallback: Arc::new(OnceLock::new()),
+            counter,
             concurrency: concurrency.max(1),
             unreachable: false,
         }
@@ -93,11 +110,14 @@ impl OpenAiGenerator {
             client.origin()
         )));
         client.check_model().map_err(remote_error)?;
+        let counter =
+            TokenCounter::find(settings.tokenizer.as_deref(), model).map_err(EngineError::Other)?;
         let generator = Self::new(
             client,
             template,
             settings.n_per_request,
             settings.concurrency,
+            counter,
         );
         status(crate::EngineStatus::Ready(generator.describe()));
         Ok(generator)
@@ -141,9 +161,14 @@ impl OpenAiGenerator {
             .client
             .complete(&body, 1, &|| false)
             .map_err(remote_error)?;
-        sampled_of(reply, &[seed])
+        sampled_of(reply, &[seed], &self.counter, settings.max_new_tokens)
             .pop()
             .ok_or_else(|| EngineError::Other("the server returned no choice".into()))
+    }
+
+    /// The note a run record carries when the server duplicated choices (None until then).
+    pub fn duplicate_fallback(&self) -> Option<&str> {
+        self.duplicate_fallback.get().map(String::as_str)
     }
 }
 
@@ -151,31 +176,61 @@ fn remote_error(e: RemoteError) -> EngineError {
     EngineError::Other(e.to_string())
 }
 
-/// The rollouts of one reply, seed `seeds[i]` for choice `i`. Tokens: the reply's
-/// `completion_tokens` split evenly (the API reports no per-choice count). A stop string the
-/// server cut off (vLLM reports it as `stop_reason`) is put back, so the text ends as the local
-/// engine's does.
-fn sampled_of(reply: Completion, seeds: &[u64]) -> Vec<Sampled> {
-    let n = reply.choices.len().max(1) as u64;
-    let total = reply.completion_tokens.unwrap_or(0);
-    reply
+/// The rollouts of one reply, seed `seeds[i]` for choice `i`, for a request capped at
+/// `max_tokens`. Tokens: per choice as [`per_choice_tokens`] decides from the reply's usage and
+/// `counter`'s count of each text. A stop string the server cut off (vLLM reports it as
+/// `stop_reason`) is put back, so the text ends as the local engine's does.
+fn sampled_of(
+    reply: Completion,
+    seeds: &[u64],
+    counter: &TokenCounter,
+    max_tokens: u32,
+) -> Vec<Sampled> {
+    let texts: Vec<String> = reply
         .choices
-        .into_iter()
-        .filter_map(|c| {
-            let seed = *seeds.get(c.index)?;
-            let share = total / n + u64::from((c.index as u64) < total % n);
-            let mut text = c.text;
+        .iter()
+        .map(|c| {
+            let mut text = c.text.clone();
             if c.stop_string.as_deref() == Some(END_OF_OUTPUT) && !text.ends_with(END_OF_OUTPUT) {
                 text.push_str(END_OF_OUTPUT);
             }
+            text
+        })
+        .collect();
+    let ours: Vec<u64> = texts.iter().map(|t| counter.count(t)).collect();
+    let server: Vec<Option<u64>> = reply.choices.iter().map(|c| c.completion_tokens).collect();
+    let (tokens, _source) = per_choice_tokens(
+        reply.completion_tokens,
+        &server,
+        &ours,
+        counter.is_exact(),
+        max_tokens,
+    );
+    reply
+        .choices
+        .into_iter()
+        .zip(texts)
+        .zip(tokens)
+        .filter_map(|((c, text), tokens)| {
             Some(Sampled {
-                seed,
+                seed: *seeds.get(c.index)?,
                 text,
-                tokens: u32::try_from(share).unwrap_or(u32::MAX),
+                tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
                 finish: c.finish,
             })
         })
         .collect()
+}
+
+/// The run-record note on token counts: the rule of [`per_choice_tokens`] with `counter`'s
+/// way of counting.
+fn token_note(counter: &TokenCounter) -> String {
+    format!(
+        "tokens per rollout: the server's usage when it counts each choice (a usage per choice, \
+         or n = 1); a reply total that matches the sum of the choices' own counts is shared out \
+         in proportion to them; otherwise each choice's tokens are {}",
+        counter.describe()
+    )
 }
 
 /// Whether a trace uses the scratchpad convention (then `</OUTPUT>` ends a rollout).
@@ -183,7 +238,15 @@ fn is_scratchpad(trace: &Trace) -> bool {
     anchorscope_core::trace::tags::uses_output_tags(&trace.response)
 }
 
-type Reply = (Vec<u64>, Result<Completion, RemoteError>);
+/// What a request thread hands to the job.
+enum Reply {
+    /// Rollouts for these seeds (a reply's choices, less any duplicates).
+    Rollouts(Vec<u64>, Vec<Sampled>),
+    /// A request failed for good.
+    Failed(RemoteError),
+    /// The way the rest is sampled changed (the generator's first duplicated reply).
+    Changed(String),
+}
 
 impl Generator for OpenAiGenerator {
     fn run_identity(&self) -> (String, String) {
@@ -191,6 +254,12 @@ impl Generator for OpenAiGenerator {
             format!("remote {}", self.client.base()),
             self.client.model.clone(),
         )
+    }
+
+    fn run_notes(&self) -> Vec<String> {
+        let mut notes = vec![token_note(&self.counter)];
+        notes.extend(self.duplicate_fallback().map(str::to_string));
+        notes
     }
 
     fn sample(
@@ -231,6 +300,8 @@ impl Generator for OpenAiGenerator {
                 queue: Arc::clone(&queue),
                 stopped: Arc::clone(&stopped),
                 n_per_request: Arc::clone(&self.n_per_request),
+                duplicate_fallback: Arc::clone(&self.duplicate_fallback),
+                counter: self.counter.clone(),
                 tx: tx.clone(),
             };
             // Detached: after a cancel, a thread may still wait on its request; its reply then
@@ -249,10 +320,9 @@ impl Generator for OpenAiGenerator {
                 return Ok(());
             }
             match rx.recv_timeout(POLL) {
-                Ok((group, Ok(reply))) => {
-                    let rollouts = sampled_of(reply, &group);
+                Ok(Reply::Rollouts(settled, rollouts)) => {
                     control.tokens(rollouts.iter().map(|s| s.tokens as usize).sum());
-                    remaining -= group.len();
+                    remaining = remaining.saturating_sub(settled.len());
                     for sampled in rollouts {
                         if let Err(e) = control.finished(sampled) {
                             stop_all();
@@ -260,7 +330,8 @@ impl Generator for OpenAiGenerator {
                         }
                     }
                 }
-                Ok((_, Err(e))) => {
+                Ok(Reply::Changed(note)) => control.generation_changed(&note),
+                Ok(Reply::Failed(e)) => {
                     stop_all();
                     self.unreachable = matches!(e, RemoteError::GaveUp { .. });
                     return Err(remote_error(e));
@@ -287,20 +358,14 @@ struct RequestWorker {
     queue: Arc<Mutex<VecDeque<Vec<u64>>>>,
     stopped: Arc<AtomicBool>,
     n_per_request: Arc<AtomicUsize>,
+    duplicate_fallback: Arc<OnceLock<String>>,
+    counter: TokenCounter,
     tx: mpsc::Sender<Reply>,
 }
 
 impl RequestWorker {
     fn run(self) {
-        loop {
-            if self.stopped.load(Ordering::Relaxed) {
-                return;
-            }
-            let group = match self.queue.lock() {
-                Ok(mut q) => q.pop_front(),
-                Err(_) => return,
-            };
-            let Some(group) = group else { return };
+        while let Some(group) = self.next_group() {
             let n = group.len();
             let body = protocol::completion_body(
                 &self.client.model,
@@ -322,18 +387,94 @@ impl RequestWorker {
                     // The server samples one continuation per request: split the group, and
                     // every later request of this generator asks for one.
                     self.n_per_request.store(1, Ordering::Relaxed);
-                    if let Ok(mut q) = self.queue.lock() {
-                        for &seed in group.iter().rev() {
-                            q.push_front(vec![seed]);
-                        }
-                    }
+                    self.requeue(&group);
                     continue;
                 }
             }
-            if self.tx.send((group, result)).is_err() {
+            let sent = match result {
+                Ok(reply) => self.settle(group, reply),
+                Err(e) => self.tx.send(Reply::Failed(e)).is_ok(),
+            };
+            if !sent {
                 return;
             }
         }
+    }
+
+    /// The next seed group, cut to the current continuations per request (groups queued
+    /// before a fallback to n = 1 are split here rather than sent as they were).
+    fn next_group(&self) -> Option<Vec<u64>> {
+        if self.stopped.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut queue = self.queue.lock().ok()?;
+        let mut group = queue.pop_front()?;
+        let per = self.n_per_request.load(Ordering::Relaxed).max(1);
+        if group.len() > per {
+            let rest = group.split_off(per);
+            for chunk in rest.rchunks(per) {
+                queue.push_front(chunk.to_vec());
+            }
+        }
+        Some(group)
+    }
+
+    /// Put seeds back at the front of the queue, one request each.
+    fn requeue(&self, seeds: &[u64]) {
+        if let Ok(mut q) = self.queue.lock() {
+            for &seed in seeds.iter().rev() {
+                q.push_front(vec![seed]);
+            }
+        }
+    }
+
+    /// Hand a reply's rollouts to the job. A reply with duplicated choices keeps only its
+    /// first choice (the sample of the seed the request sent); the other seeds go back on the
+    /// queue one request each, and every later request asks for one continuation. False when
+    /// the job no longer listens.
+    fn settle(&self, group: Vec<u64>, reply: Completion) -> bool {
+        let n = group.len();
+        let texts: Vec<&str> = reply.choices.iter().map(|c| c.text.as_str()).collect();
+        // Every request carries a seed (completion_body).
+        let duplicates = duplicate_choices(&texts, true);
+        // Counted on the whole reply: its usage covers all n choices.
+        let mut rollouts = sampled_of(reply, &group, &self.counter, self.settings.max_new_tokens);
+        let Some(duplicates) = duplicates else {
+            return self.tx.send(Reply::Rollouts(group, rollouts)).is_ok();
+        };
+        self.n_per_request.store(1, Ordering::Relaxed);
+        rollouts.truncate(1);
+        if self
+            .tx
+            .send(Reply::Rollouts(group[..1].to_vec(), rollouts))
+            .is_err()
+        {
+            return false;
+        }
+        let what = if duplicates.all_identical {
+            format!("all {n} choices identical")
+        } else {
+            format!(
+                "{} of {n} choices repeating another",
+                duplicates.repeats.len()
+            )
+        };
+        let note = format!(
+            "{} returned {what} for one request with a seed (the server seeds every choice \
+             alike); from here on each request asks for one continuation with its own seed, \
+             and the duplicated rollouts were dropped and sampled again",
+            self.client.origin()
+        );
+        // Said once per generator: later duplicated replies (requests already in flight) are
+        // settled the same way without repeating the warning. Sent before the seeds go back on
+        // the queue, so the job records the change before any of their rollouts arrive.
+        if self.duplicate_fallback.set(note.clone()).is_ok()
+            && self.tx.send(Reply::Changed(note)).is_err()
+        {
+            return false;
+        }
+        self.requeue(&group[1..]);
+        true
     }
 }
 
@@ -343,38 +484,54 @@ mod tests {
     use crate::remote::protocol::Choice;
     use anchorscope_core::trace::FinishReason;
 
+    fn choice(index: usize, text: &str, finish: FinishReason, stop: Option<&str>) -> Choice {
+        Choice {
+            index,
+            text: text.into(),
+            finish,
+            stop_string: stop.map(str::to_string),
+            completion_tokens: None,
+        }
+    }
+
+    fn estimate() -> TokenCounter {
+        TokenCounter::Estimate { model: "m".into() }
+    }
+
     #[test]
     fn choices_get_their_seeds_tokens_and_stop_string() {
         let reply = Completion {
             choices: vec![
-                Choice {
-                    index: 0,
-                    text: "a <OUTPUT>x".into(),
-                    finish: FinishReason::Stop,
-                    stop_string: Some(END_OF_OUTPUT.into()),
-                },
-                Choice {
-                    index: 1,
-                    text: "b".into(),
-                    finish: FinishReason::Length,
-                    stop_string: None,
-                },
-                Choice {
-                    index: 2,
-                    text: "c</OUTPUT>".into(),
-                    finish: FinishReason::Stop,
-                    stop_string: Some(END_OF_OUTPUT.into()),
-                },
+                choice(0, "a <OUTPUT>x", FinishReason::Stop, Some(END_OF_OUTPUT)),
+                choice(1, "b", FinishReason::Length, None),
+                choice(2, "c</OUTPUT>", FinishReason::Stop, Some(END_OF_OUTPUT)),
             ],
             completion_tokens: Some(10),
         };
-        let got = sampled_of(reply, &[11, 22, 33]);
+        let got = sampled_of(reply, &[11, 22, 33], &estimate(), 64);
         assert_eq!(got.iter().map(|s| s.seed).collect::<Vec<_>>(), [11, 22, 33]);
-        assert_eq!(got.iter().map(|s| s.tokens).collect::<Vec<_>>(), [4, 3, 3]);
+        // Estimated 5, 1 and 3 tokens (the restored stop string included): the server's 10 is
+        // their sum, shared out in proportion.
+        assert_eq!(got.iter().map(|s| s.tokens).collect::<Vec<_>>(), [6, 1, 3]);
         assert_eq!(got[0].text, "a <OUTPUT>x</OUTPUT>");
         assert_eq!(got[1].text, "b");
         assert_eq!(got[2].text, "c</OUTPUT>");
         assert_eq!(got[1].finish, FinishReason::Length);
+    }
+
+    #[test]
+    fn a_usage_that_is_one_choice_worth_is_replaced_by_our_counts() {
+        // Four 64-byte texts (16 estimated tokens each) and a usage of 16: not their sum, so an
+        // even split (4 each) would be wrong by the factor n.
+        let text = "x".repeat(64);
+        let reply = Completion {
+            choices: (0..4)
+                .map(|i| choice(i, &format!("{i}{text}"), FinishReason::Length, None))
+                .collect(),
+            completion_tokens: Some(16),
+        };
+        let got = sampled_of(reply, &[1, 2, 3, 4], &estimate(), 64);
+        assert_eq!(got.iter().map(|s| s.tokens).collect::<Vec<_>>(), [17; 4]);
     }
 
     #[test]
@@ -414,8 +571,9 @@ mod tests {
         })
     }
 
+    /// Rollouts, tokens and generation changes as the job would see them.
     #[derive(Default)]
-    struct Collect(Vec<Sampled>, usize);
+    struct Collect(Vec<Sampled>, usize, Vec<String>);
 
     impl Control for Collect {
         fn cancelled(&mut self) -> bool {
@@ -431,6 +589,115 @@ mod tests {
             self.0.push(sampled);
             Ok(())
         }
+        fn generation_changed(&mut self, note: &str) {
+            self.2.push(note.to_string());
+        }
+    }
+
+    fn client_for(port: u16) -> Client {
+        Client::new(
+            &format!("http://127.0.0.1:{port}"),
+            "m",
+            None,
+            Duration::from_secs(10),
+            0,
+        )
+        .unwrap()
+    }
+
+    fn two_sentence_trace() -> Trace {
+        let mut trace = Trace::new("t", vec![Message::new("user", "Q?")], "A. B.".to_string());
+        trace.sentences =
+            anchorscope_core::trace::split::split_response(&trace.response, &Default::default());
+        trace
+    }
+
+    /// A server that gives every choice of a request the request's seed (as vLLM did before
+    /// its PR 11898): n identical choices, named after the seed, with summed usage. It counts
+    /// the requests that asked for n > 1.
+    fn seed_reusing_server() -> (u16, Arc<AtomicUsize>) {
+        let multi = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&multi);
+        let port = crate::remote::testing::loopback_server(move |request| {
+            let n = request["n"].as_u64().unwrap_or(1) as usize;
+            if n > 1 {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            let text = format!("seed {}", request["seed"]);
+            let choices: Vec<serde_json::Value> = (0..n)
+                .map(|i| serde_json::json!({"index": i, "text": text, "finish_reason": "length"}))
+                .collect();
+            let usage = serde_json::json!({"completion_tokens": 3 * n});
+            (200, serde_json::json!({"choices": choices, "usage": usage}))
+        });
+        (port, multi)
+    }
+
+    #[test]
+    fn duplicated_choices_fall_back_to_one_seed_per_request_for_good() {
+        let (port, multi) = seed_reusing_server();
+        let mut generator =
+            OpenAiGenerator::new(client_for(port), ChatTemplate::ChatMl, 4, 2, estimate());
+        let trace = two_sentence_trace();
+        let seeds = [1u64, 2, 3, 4, 5, u64::MAX];
+        let mut control = Collect::default();
+        generator
+            .sample(&trace, 1, &seeds, &SamplerSettings::default(), &mut control)
+            .unwrap();
+        let mut got: Vec<(u64, String)> =
+            control.0.iter().map(|s| (s.seed, s.text.clone())).collect();
+        got.sort();
+        let want: Vec<(u64, String)> = seeds
+            .iter()
+            .map(|&s| (s, format!("seed {}", protocol::wire_seed(s))))
+            .collect();
+        assert_eq!(
+            got, want,
+            "one rollout per seed, each its own request's sample"
+        );
+        assert_eq!(control.2.len(), 1, "warned once: {:?}", control.2);
+        let note = &control.2[0];
+        assert!(
+            note.contains(&format!("127.0.0.1:{port}"))
+                && note.contains("identical")
+                && note.contains("one continuation"),
+            "{note}"
+        );
+        assert_eq!(generator.n_per_request(), 1);
+        assert!(
+            generator.run_notes().contains(note),
+            "later runs carry the note"
+        );
+        // Tokens: the kept first choices' shares of their replies' sums, then 3 per request.
+        assert_eq!(control.1, 3 * seeds.len());
+        // Remembered: the next position asks for one continuation per request from the start.
+        let before = multi.load(Ordering::Relaxed);
+        let mut next = Collect::default();
+        generator
+            .sample(
+                &trace,
+                0,
+                &[7, 8, 9],
+                &SamplerSettings::default(),
+                &mut next,
+            )
+            .unwrap();
+        assert_eq!(
+            multi.load(Ordering::Relaxed),
+            before,
+            "no n > 1 request after the fallback"
+        );
+        assert_eq!(next.0.len(), 3);
+        assert!(next.2.is_empty(), "no second warning");
+    }
+
+    #[test]
+    fn run_notes_say_how_tokens_are_counted() {
+        let generator = OpenAiGenerator::new(client_for(1), ChatTemplate::ChatMl, 4, 2, estimate());
+        let notes = generator.run_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("ESTIMATED"), "{notes:?}");
+        assert_eq!(generator.duplicate_fallback(), None);
     }
 
     #[test]
@@ -444,7 +711,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let mut generator = OpenAiGenerator::new(client, ChatTemplate::ChatMl, 4, 2);
+        let mut generator = OpenAiGenerator::new(client, ChatTemplate::ChatMl, 4, 2, estimate());
         let mut trace = Trace::new("t", vec![Message::new("user", "Q?")], "A. B.".to_string());
         trace.sentences =
             anchorscope_core::trace::split::split_response(&trace.response, &Default::default());

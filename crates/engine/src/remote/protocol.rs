@@ -15,13 +15,16 @@ pub struct Choice {
     pub finish: FinishReason,
     /// vLLM's `stop_reason`: the stop string matched, when one was.
     pub stop_string: Option<String>,
+    /// `usage.completion_tokens` inside the choice, for servers that count per choice.
+    pub completion_tokens: Option<u64>,
 }
 
 /// A completions reply: exactly n choices, indices 0..n.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
     pub choices: Vec<Choice>,
-    /// `usage.completion_tokens` (all choices together), when the server reports it.
+    /// The reply's `usage.completion_tokens`, when the server reports it. Whether it counts
+    /// one choice or all of them depends on the server: [`super::usage`] decides.
     pub completion_tokens: Option<u64>,
 }
 
@@ -136,23 +139,31 @@ pub fn parse_completion(body: &str, n: usize) -> Result<Completion, String> {
             .get("stop_reason")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let tokens = c
+            .get("usage")
+            .and_then(|u| u.get("completion_tokens"))
+            .and_then(Value::as_u64);
         items.push((
             c.get("index").and_then(Value::as_u64),
             (
                 text.to_string(),
                 finish_of(c.get("finish_reason")),
                 stop_string,
+                tokens,
             ),
         ));
     }
     let choices = by_index(items, n)?
         .into_iter()
-        .map(|(index, (text, finish, stop_string))| Choice {
-            index,
-            text,
-            finish,
-            stop_string,
-        })
+        .map(
+            |(index, (text, finish, stop_string, completion_tokens))| Choice {
+                index,
+                text,
+                finish,
+                stop_string,
+                completion_tokens,
+            },
+        )
         .collect();
     Ok(Completion {
         choices,
@@ -266,6 +277,13 @@ mod tests {
         assert_eq!(c.choices[0].stop_string.as_deref(), Some("</OUTPUT>"));
         assert_eq!(c.choices[1].finish, FinishReason::Length);
         assert_eq!(c.choices[1].stop_string, None);
+        assert_eq!(c.choices[0].completion_tokens, None);
+        let per_choice = r#"{"choices":[{"index":0,"text":"a","usage":{"completion_tokens":4}}],
+            "usage":{"completion_tokens":4}}"#;
+        assert_eq!(
+            parse_completion(per_choice, 1).unwrap().choices[0].completion_tokens,
+            Some(4)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! timeout_s = 600
 //! max_retries = 5
 //! template = "deepseek-r1"        # chatml | llama3 | deepseek-r1; default: from the model name
+//! tokenizer = "/models/DeepSeek-V3.1/tokenizer.json"  # counts tokens when usage is not per choice
 //! [judge]
 //! enabled = true
 //! votes = 3
@@ -53,6 +54,10 @@ pub struct EngineSettings {
     pub max_retries: u32,
     /// `chatml`, `llama3` or `deepseek-r1`; default: guessed from the model name.
     pub template: Option<String>,
+    /// The served model's tokenizer (a `tokenizer.json`, a GGUF file, a model directory or an
+    /// installed model's name), to count each choice's tokens when the server's `usage` is not
+    /// per choice; without it the count is an estimate (see `remote::token_count`).
+    pub tokenizer: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -67,6 +72,7 @@ impl Default for EngineSettings {
             timeout_s: 600.0,
             max_retries: 5,
             template: None,
+            tokenizer: None,
         }
     }
 }

@@ -36,6 +36,10 @@ pub trait Control {
     fn decided(&self, continuation: &str) -> bool;
     /// A row finished. An error (the store could not be written) must end the sampling.
     fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError>;
+    /// The generator changed how it samples for the rest of the job (e.g. one continuation
+    /// per request after a server duplicated choices): `note` says what and why. The job warns
+    /// the user and records it as the provenance of the rollouts that follow.
+    fn generation_changed(&mut self, _note: &str) {}
 }
 
 /// What a generator reports to, and asks of, the job while it samples several positions
@@ -52,6 +56,8 @@ pub trait GroupControl {
     /// Sampling could not start at `slot`'s position (e.g. its prefix is over the context);
     /// the other slots go on.
     fn failed(&mut self, slot: usize, error: EngineError);
+    /// See [`Control::generation_changed`].
+    fn generation_changed(&mut self, _note: &str) {}
 }
 
 /// One slot of a [`GroupControl`] seen as a [`Control`] (positions sampled one at a time).
@@ -73,6 +79,9 @@ impl Control for SlotControl<'_> {
     fn finished(&mut self, sampled: Sampled) -> Result<(), EngineError> {
         self.group.finished(self.slot, sampled)
     }
+    fn generation_changed(&mut self, note: &str) {
+        self.group.generation_changed(note)
+    }
 }
 
 /// A [`Control`] seen as a one-slot [`GroupControl`] (slot 0).
@@ -92,6 +101,9 @@ impl GroupControl for OneSlot<'_> {
         self.0.finished(sampled)
     }
     fn failed(&mut self, _slot: usize, _error: EngineError) {}
+    fn generation_changed(&mut self, note: &str) {
+        self.0.generation_changed(note)
+    }
 }
 
 /// Samples continuations of a trace's prefix P_position, one per seed.
@@ -123,6 +135,12 @@ pub trait Generator {
     /// files with one name never pool as the same model).
     fn model_sha256(&self) -> Option<String> {
         None
+    }
+
+    /// What a run record should say about how this generator makes rollouts beyond the
+    /// settings (e.g. how a remote server's token counts are made); empty by default.
+    fn run_notes(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Sample every `(position, seeds)` of `work`; slot k of `control` is `work[k]`. The
@@ -327,7 +345,7 @@ pub fn plan_seeds(
 /// The record of a sampling run of `job`.
 fn start_run(job: &Job, generator: &dyn Generator, ctx: &JobContext) -> RunRecord {
     let (engine, model) = generator.run_identity();
-    RunRecord::start(
+    let mut record = RunRecord::start(
         engine,
         model,
         generator.model_sha256(),
@@ -335,7 +353,9 @@ fn start_run(job: &Job, generator: &dyn Generator, ctx: &JobContext) -> RunRecor
         Some(job.sampler.max_new_tokens),
         ctx.behaviors.classifier_versions(),
         Some(anchorscope_core::store::runs::DEFAULT_JUDGE_SCOPE.into()),
-    )
+    );
+    record.notes = generator.run_notes();
+    record
 }
 
 /// Run one job to the end or until cancelled; every event goes through `events`, the last one
@@ -420,7 +440,6 @@ pub fn run_job(
         ));
         return finish(false);
     }
-    let run_id = Some(run.id);
     let mut progress = Progress {
         job: job.id,
         done: 0,
@@ -436,7 +455,8 @@ pub fn run_job(
         ctx,
         embedder,
         writer: &mut writer,
-        run_id,
+        run,
+        manifest,
         inbox,
         events,
         progress: &mut progress,
@@ -525,8 +545,10 @@ struct JobControl<'a> {
     ctx: &'a JobContext,
     embedder: Option<&'a mut (dyn Embedder + 'static)>,
     writer: &'a mut RolloutWriter,
-    /// The id every rollout of this job is stored with.
-    run_id: Option<String>,
+    /// The run every rollout is stored with (a new one after [`GroupControl::generation_changed`]).
+    run: RunRecord,
+    /// Where run records are appended.
+    manifest: std::path::PathBuf,
     inbox: &'a mut Inbox,
     events: &'a dyn Fn(EngineEvent),
     progress: &'a mut Progress,
@@ -631,7 +653,7 @@ impl GroupControl for JobControl<'_> {
             finish: sampled.finish,
             labels,
             similarity,
-            run: self.run_id.clone(),
+            run: Some(self.run.id.clone()),
         };
         // Stored (flushed and synced) before it is reported.
         if let Err(e) = self.writer.append(&rollout) {
@@ -650,6 +672,25 @@ impl GroupControl for JobControl<'_> {
         let e = self.progress.event();
         (self.events)(e);
         Ok(())
+    }
+
+    fn generation_changed(&mut self, note: &str) {
+        (self.events)(EngineEvent::Status(crate::EngineStatus::Degraded(format!(
+            "warning: {note}"
+        ))));
+        // The rest of the job is a run of its own whose record carries the note, appended and
+        // synced before any of its rollouts, as at the start of a job.
+        let next = self.run.continued(note.to_string());
+        match append_run(&self.manifest, &next) {
+            Ok(()) => self.run = next,
+            Err(e) => {
+                self.store_failed = true;
+                (self.events)(EngineEvent::Error {
+                    job: self.job.id,
+                    message: format!("{}: cannot record the run: {e}", self.manifest.display()),
+                });
+            }
+        }
     }
 
     fn failed(&mut self, slot: usize, error: EngineError) {

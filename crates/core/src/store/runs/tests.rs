@@ -190,3 +190,25 @@ fn arrivals_agree_with_deciding_the_pool_again() {
     let fresh = record("m", 256);
     assert_eq!(p.arrive(&rollout(Some(&fresh.id))), Arrival::Redecide);
 }
+
+#[test]
+fn a_continued_run_keeps_the_settings_adds_the_note_and_pools() {
+    let first = record("m", 64);
+    let next = first.continued("one continuation per request from here on".into());
+    assert_ne!(next.id, first.id);
+    assert_eq!(next.notes, ["one continuation per request from here on"]);
+    assert!(first.notes.is_empty(), "the first record is left as it was");
+    assert_eq!(
+        next.difference(&first),
+        None,
+        "same settings: the runs pool"
+    );
+    // Notes round-trip through the manifest; records without notes write no field.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("t.runs.jsonl");
+    append_run(&manifest, &first).unwrap();
+    append_run(&manifest, &next).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert_eq!(text.matches("\"notes\"").count(), 1, "{text}");
+    assert_eq!(read_runs(&manifest).unwrap(), vec![first, next]);
+}

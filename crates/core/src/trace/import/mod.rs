@@ -151,10 +151,12 @@ fn scan_dir(dir: &Path, depth: usize, opts: &SplitOptions, outcome: &mut ParseOu
             }
             continue;
         }
-        // Rollout stores and their run manifests (`NAME.rollouts.manifest.json`) sit beside
-        // the traces; they are read with their trace, never as traces of their own.
+        // Rollout stores, their run manifests (`NAME.rollouts.manifest.json`) and the files
+        // kept beside a store (run records, similarities, human labels) sit beside the traces;
+        // they are read with their trace, never as traces of their own.
         if name.ends_with(".rollouts.jsonl")
             || name.ends_with(".rollouts.manifest.json")
+            || crate::store::is_beside_store(&path)
             || !(name.ends_with(".json") || name.ends_with(".jsonl"))
         {
             continue;
