@@ -207,6 +207,7 @@ pub fn run_generator(
             top_p: inputs.top_p,
             max_new_tokens: new_tokens as u32,
         },
+        adaptive: None,
     };
     let behaviors = BehaviorSet::with_user(&BehaviorsConfig::default())
         .map_err(|e| EngineError::Other(format!("behaviors: {e:#}")))?;
@@ -319,7 +320,10 @@ impl EventLog<'_> {
                         .push(self.last_rollout - self.position_started);
                 }
             }
-            EngineEvent::Status(_) | EngineEvent::Model(_) | EngineEvent::Progress { .. } => {}
+            EngineEvent::Status(_)
+            | EngineEvent::Model(_)
+            | EngineEvent::Progress { .. }
+            | EngineEvent::Adaptive { .. } => {}
         }
     }
 }

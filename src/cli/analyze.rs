@@ -86,6 +86,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         positions: positions.clone(),
         n: args.n,
         sampler: sampler.clone(),
+        adaptive: None,
     };
     handle
         .sender
@@ -111,7 +112,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
                 ..
             } => progress.update(done, total, tokens_per_s),
             EngineEvent::Rollout { .. } => stored += 1,
-            EngineEvent::Model(_) => {}
+            EngineEvent::Model(_) | EngineEvent::Adaptive { .. } => {}
             EngineEvent::Error { message, .. } => {
                 progress.say(&format!("error: {message}"));
                 errors.push(message);

@@ -254,6 +254,7 @@ fn job(id: u64, trace: &Arc<Trace>, store: &Path, n: usize, sampler: &SamplerSet
         positions: (0..trace.positions()).collect(),
         n,
         sampler: sampler.clone(),
+        adaptive: None,
     }
 }
 

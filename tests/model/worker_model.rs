@@ -54,6 +54,7 @@ fn run(
         positions,
         n,
         sampler,
+        adaptive: None,
     };
     let ctx = JobContext {
         behaviors: BehaviorSet::builtin(),

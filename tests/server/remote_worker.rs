@@ -53,6 +53,7 @@ fn a_cancel_stops_the_job_and_keeps_only_whole_rollouts() {
             max_new_tokens: 8,
             ..SamplerSettings::default()
         },
+        adaptive: None,
     };
     handle.sender.send(EngineCommand::Submit(job)).unwrap();
     let mut reported = 0;

@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 pub use error::EngineError;
 
+use anchorscope_core::analysis::adaptive::{AdaptiveSettings, PositionState, SentenceState};
+use anchorscope_core::analysis::ImportanceKind;
 use anchorscope_core::trace::{Rollout, SamplerSettings, Trace};
 
 /// Identifies a job so stale results of a superseded job can be dropped.
@@ -51,6 +53,44 @@ pub struct Job {
     /// the worker counts them in the store itself, never trusting a caller's stale count).
     pub n: usize,
     pub sampler: SamplerSettings,
+    /// Sample adaptively instead (docs/METHOD.md, "Adaptive resampling"): in rounds, each
+    /// position of `positions` only while a sentence it feeds is undecided, never beyond the
+    /// plan's `n_max`; `n` is then ignored.
+    pub adaptive: Option<AdaptivePlan>,
+}
+
+/// What an adaptive job decides on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptivePlan {
+    pub settings: AdaptiveSettings,
+    /// The behavior whose importance decides when a position stops (one the job's behavior
+    /// set labels).
+    pub behavior: String,
+    /// D_i: replacements whose similarity to S_i is below this (METHOD.md).
+    pub similarity_threshold: f32,
+}
+
+/// Where an adaptive job stands after a look (sent after every round, and once at the end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptiveProgress {
+    /// Every sentence of the trace, by index (a sentence neither of whose positions the job
+    /// covers is decided on what is stored).
+    pub sentences: Vec<SentenceState>,
+    /// Every position of the trace, by index.
+    pub positions: Vec<PositionState>,
+    /// Sentences the job covers, and how many of them are resolved.
+    pub resolved: usize,
+    pub total: usize,
+    /// Rollouts stored at the job's positions now, and what a fixed run (n_max at each of
+    /// them) would hold: the saving so far is `fixed − used` of `fixed`.
+    pub used: u64,
+    pub fixed: u64,
+    /// Rounds run so far (0 before the first).
+    pub round: u32,
+    /// Which importance decides (counterfactual falls back to resampling without an
+    /// embedder), and anything else the user should know about how it decided.
+    pub importance: ImportanceKind,
+    pub notes: Vec<String>,
 }
 
 /// What the engine sends back, in order; every rollout is stored before it is reported.
@@ -74,6 +114,11 @@ pub enum EngineEvent {
     Error {
         job: JobId,
         message: String,
+    },
+    /// An adaptive job's decisions after a look.
+    Adaptive {
+        job: JobId,
+        progress: Box<AdaptiveProgress>,
     },
     Finished {
         job: JobId,

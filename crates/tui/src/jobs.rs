@@ -199,6 +199,7 @@ mod tests {
             positions,
             n: 4,
             sampler: SamplerSettings::default(),
+            adaptive: None,
         }
     }
 

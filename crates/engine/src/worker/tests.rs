@@ -36,6 +36,7 @@ fn job(id: JobId, store: &Path, positions: Vec<usize>, n: usize) -> Job {
         positions,
         n,
         sampler: SamplerSettings::default(),
+        adaptive: None,
     }
 }
 

@@ -97,6 +97,7 @@ impl App {
                 .sampler
                 .clone()
                 .unwrap_or_default(),
+            adaptive: None,
         };
         let count = template.positions.len();
         let waiting = self.jobs.busy();
@@ -221,6 +222,7 @@ impl App {
                 self.set_error(format!("engine: {message}"));
             }
             EngineEvent::Error { .. } => {}
+            EngineEvent::Adaptive { .. } => {}
             EngineEvent::Finished { job, cancelled } => {
                 self.jobs.trace_of.remove(&job);
                 if !self.jobs.is_current(job) {
