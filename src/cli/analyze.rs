@@ -8,11 +8,14 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use anchorscope::analysis::adaptive::{AdaptiveSettings, Resolution, SentenceState};
 use anchorscope::config::Config;
 use anchorscope::engine::remote::client::{normalize_base, origin_of};
 use anchorscope::engine::remote::judge::model_judge;
 use anchorscope::engine::remote::EngineKind;
-use anchorscope::engine::{worker, EngineCommand, EngineEvent, EngineStatus, Job};
+use anchorscope::engine::{
+    worker, AdaptivePlan, AdaptiveProgress, EngineCommand, EngineEvent, EngineStatus, Job,
+};
 use anchorscope::store::atomic_write;
 use anchorscope::trace::SamplerSettings;
 
@@ -33,8 +36,25 @@ struct RunManifest {
     seeds: String,
     classifiers: BTreeMap<String, String>,
     positions: Vec<usize>,
+    /// Fixed: the rollouts per position asked for. Adaptive: the cap (n_max).
     n: usize,
+    /// How the adaptive policy sampled and where it ended; absent for a fixed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adaptive: Option<AdaptiveRecord>,
     created: String,
+}
+
+/// The adaptive part of the manifest: the settings, the behavior that decided, and the end.
+#[derive(Debug, Serialize)]
+struct AdaptiveRecord {
+    behavior: String,
+    settings: AdaptiveSettings,
+    sentences_resolved: usize,
+    sentences: usize,
+    rollouts_used: u64,
+    rollouts_fixed: u64,
+    rounds: u32,
+    notes: Vec<String>,
 }
 
 pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
@@ -79,6 +99,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     let handle = worker::spawn(worker_cfg, move |e| {
         let _ = tx.send(e);
     });
+    let adaptive = adaptive_plan(args, config, &behaviors.names())?;
     let job = Job {
         id: 1,
         trace: Arc::new(trace.clone()),
@@ -86,7 +107,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         positions: positions.clone(),
         n: args.n,
         sampler: sampler.clone(),
-        adaptive: None,
+        adaptive: adaptive.clone(),
     };
     handle
         .sender
@@ -97,6 +118,7 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     let mut stored = 0usize;
     let mut model_status = model_label;
+    let mut last_adaptive: Option<AdaptiveProgress> = None;
     for event in rx.iter() {
         match event {
             EngineEvent::Status(state) => {
@@ -112,7 +134,11 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
                 ..
             } => progress.update(done, total, tokens_per_s),
             EngineEvent::Rollout { .. } => stored += 1,
-            EngineEvent::Model(_) | EngineEvent::Adaptive { .. } => {}
+            EngineEvent::Model(_) => {}
+            EngineEvent::Adaptive { progress: p, .. } => {
+                progress.say(&adaptive_line(&p));
+                last_adaptive = Some(*p);
+            }
             EngineEvent::Error { message, .. } => {
                 progress.say(&format!("error: {message}"));
                 errors.push(message);
@@ -141,7 +167,22 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
             },
             classifiers: behaviors.classifier_versions(),
             positions,
-            n: args.n,
+            n: adaptive
+                .as_ref()
+                .map_or(args.n, |a| a.settings.n_max as usize),
+            adaptive: adaptive
+                .as_ref()
+                .zip(last_adaptive.as_ref())
+                .map(|(plan, p)| AdaptiveRecord {
+                    behavior: plan.behavior.clone(),
+                    settings: plan.settings.clone(),
+                    sentences_resolved: p.resolved,
+                    sentences: p.total,
+                    rollouts_used: p.used,
+                    rollouts_fixed: p.fixed,
+                    rounds: p.round,
+                    notes: p.notes.clone(),
+                }),
             created: now_utc(),
         };
         let path = loaded.store_path.with_extension("manifest.json");
@@ -157,6 +198,9 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         "{stored} new rollouts stored in {}",
         loaded.store_path.display()
     );
+    if let Some(p) = &last_adaptive {
+        eprintln!("{}", adaptive_summary(p));
+    }
     let stats_args = StatsArgs {
         trace_path: args.trace_path.clone(),
         behavior: args.behavior.clone(),
@@ -172,6 +216,83 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         bail!("{} error(s) during sampling (see above)", errors.len());
     }
     Ok(())
+}
+
+/// The adaptive plan when `--adaptive` (or the config's `[sampling] adaptive` without
+/// `--fixed`) asks for one. The deciding behavior is `--behavior`, else `compliance` when it
+/// is labelled, else the first labelled behavior.
+fn adaptive_plan(
+    args: &AnalyzeArgs,
+    config: &Config,
+    labelled: &[String],
+) -> anyhow::Result<Option<AdaptivePlan>> {
+    if !(args.adaptive || (config.sampling.adaptive && !args.fixed)) {
+        return Ok(None);
+    }
+    let settings = args
+        .adaptive_opts
+        .apply(&config.sampling.adaptive_settings)?;
+    let behavior = match &args.behavior {
+        Some(b) if labelled.contains(b) => b.clone(),
+        Some(b) => bail!(
+            "--behavior {b}: adaptive sampling decides on a behavior the classifiers label              ({}); `{b}` is not one of them",
+            labelled.join(", ")
+        ),
+        None if labelled.iter().any(|b| b == "compliance") => "compliance".to_string(),
+        None => match labelled.first() {
+            Some(b) => b.clone(),
+            None => bail!("adaptive sampling needs a behavior to decide on; none is labelled"),
+        },
+    };
+    Ok(Some(AdaptivePlan {
+        settings,
+        behavior,
+        similarity_threshold: config.analysis.similarity_threshold,
+    }))
+}
+
+/// The progress line after a look.
+fn adaptive_line(p: &AdaptiveProgress) -> String {
+    format!(
+        "adaptive round {}: {}/{} sentences resolved, {} rollouts (fixed: {})",
+        p.round, p.resolved, p.total, p.used, p.fixed
+    )
+}
+
+/// What the adaptive run did, for the end of `analyze`.
+fn adaptive_summary(p: &AdaptiveProgress) -> String {
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &p.sentences {
+        if let SentenceState::Resolved(r) = s {
+            *by_kind.entry(r.name()).or_default() += 1;
+        }
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let saved = if p.fixed > 0 {
+        100.0 * p.fixed.saturating_sub(p.used) as f64 / p.fixed as f64
+    } else {
+        0.0
+    };
+    let significant_early = p
+        .sentences
+        .iter()
+        .filter(|s| matches!(s, SentenceState::Resolved(Resolution::Significant { .. })))
+        .count();
+    let mut text = format!(
+        "adaptive: {}/{} sentences resolved ({}) in {} rounds; {} rollouts at the job's \
+         positions against {} for the fixed design: {saved:.0}% saved; {significant_early} \
+         declared significant by the adaptive boundary",
+        p.resolved,
+        p.total,
+        kinds.join(", "),
+        p.round,
+        p.used,
+        p.fixed
+    );
+    for note in &p.notes {
+        text.push_str(&format!("\n  note: {note}"));
+    }
+    text
 }
 
 /// `all`, `i`, `i..j` (j excluded), `i..=j`, or a comma list of those; every position must be

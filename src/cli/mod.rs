@@ -453,7 +453,8 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "SPEC", default_value = "all")]
     pub positions: String,
 
-    /// Rollouts per position (stored ones count: the rest is topped up).
+    /// Rollouts per position (stored ones count: the rest is topped up). Ignored when
+    /// sampling adaptively (--n-max caps each position then).
     #[arg(
         short = 'n',
         long = "rollouts",
@@ -461,6 +462,20 @@ pub struct AnalyzeArgs {
         default_value_t = 100
     )]
     pub n: usize,
+
+    /// Sample adaptively: in rounds, each position only while a sentence it feeds is
+    /// undecided, at most --n-max rollouts (docs/METHOD.md). Default: the config's
+    /// `[sampling] adaptive`.
+    #[arg(long, conflicts_with = "fixed")]
+    pub adaptive: bool,
+
+    /// Sample -n rollouts at every position even when the config says `adaptive = true`.
+    #[arg(long)]
+    pub fixed: bool,
+
+    /// The adaptive policy's settings (each overrides `[sampling.adaptive_settings]`).
+    #[command(flatten)]
+    pub adaptive_opts: adaptive_opts::AdaptiveOpts,
 
     /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
     /// (smollm2-135m, qwen2.5-0.5b), the last two installed on first use; with --engine openai,

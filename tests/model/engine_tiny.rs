@@ -743,6 +743,53 @@ fn killing_analyze_mid_job_keeps_whole_lines_and_a_rerun_tops_up() {
     assert_eq!(counts(&after).len(), positions);
 }
 
+#[test]
+fn analyze_adaptive_on_the_tiny_model_stays_under_n_max_and_records_its_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let trace_path = dir.path().join("tiny-trace.json");
+    anchorscope::store::save_trace(&trace_path, &tiny_trace()).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (trace_s, model_s) = (s(&trace_path), s(&model));
+    let out = run(&[
+        "analyze",
+        &trace_s,
+        "--model",
+        &model_s,
+        "--device",
+        "cpu",
+        "--no-embedder",
+        "--max-new-tokens",
+        "8",
+        "--adaptive",
+        "--n-max",
+        "4",
+        "--round",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("adaptive: "), "{stderr}");
+    // Without an embedder the resampling importance decides, and the run says so.
+    assert!(stderr.contains("no sentence embedder"), "{stderr}");
+    let store = anchorscope::store::store_path_for(&trace_path);
+    let stored = store_lines(&store);
+    let per = counts(&stored);
+    let positions = tiny_trace().positions();
+    assert_eq!(per.len(), positions, "every position gets its first round");
+    assert!(per.values().all(|&n| (2..=4).contains(&n)), "{per:?}");
+    let seeds: HashSet<u64> = stored.iter().map(|r| r.seed).collect();
+    assert_eq!(seeds.len(), stored.len());
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(store.with_extension("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["n"], 4, "{m}");
+    assert_eq!(m["adaptive"]["behavior"], "compliance", "{m}");
+    assert_eq!(m["adaptive"]["settings"]["round"], 2, "{m}");
+    assert_eq!(m["adaptive"]["rollouts_used"], stored.len() as u64, "{m}");
+    assert_eq!(m["adaptive"]["rollouts_fixed"], 4 * positions as u64, "{m}");
+}
+
 /// Collects a group's rows per slot; never cancels, never stops early.
 #[derive(Default)]
 struct CollectGroup {

@@ -396,106 +396,261 @@ pub fn run_job(
             return finish(false);
         }
     };
-    let (existing, used) = match stored_seeds(read_store(&job.store_path)) {
-        Ok(found) => found,
+    let trace = &job.trace;
+    let positions: Vec<usize> = job
+        .positions
+        .iter()
+        .copied()
+        .filter(|&p| {
+            let exists = p < trace.positions();
+            if !exists {
+                error(format!(
+                    "position {p} does not exist (the trace has positions 0..={})",
+                    trace.sentences.len()
+                ));
+            }
+            exists
+        })
+        .collect();
+    let mut session = Session::new(job, &*generator, ctx, &mut writer, events);
+    let ended = match &job.adaptive {
+        Some(plan) => {
+            super::adaptive::run(&mut session, plan, &positions, generator, embedder, inbox)
+        }
+        None => run_fixed(&mut session, &positions, generator, embedder, inbox),
+    };
+    finish(ended == Ended::Cancelled)
+}
+
+/// A fixed job: every position up to `job.n`.
+fn run_fixed(
+    session: &mut Session,
+    positions: &[usize],
+    generator: &mut dyn Generator,
+    embedder: Option<&mut (dyn Embedder + 'static)>,
+    inbox: &mut Inbox,
+) -> Ended {
+    let stored = match session.read_store() {
+        Ok(stored) => stored,
         Err(message) => {
-            error(message);
-            return finish(false);
+            session.error(message);
+            return Ended::Failed;
         }
     };
-    let trace = &job.trace;
+    let (existing, used) = (stored.counts, stored.used);
+    let n = session.job.n;
+    let trace_id = session.job.trace.id.clone();
     let mut plan = Vec::new();
-    for &p in &job.positions {
-        if p >= trace.positions() {
-            error(format!(
-                "position {p} does not exist (the trace has positions 0..={})",
-                trace.sentences.len()
-            ));
-            continue;
-        }
+    for &p in positions {
         let have = existing.get(&p).copied().unwrap_or(0);
-        let needed = job.n.saturating_sub(have);
+        let needed = n.saturating_sub(have);
         if needed > 0 {
-            plan.push((p, plan_seeds(&trace.id, p, have, needed, &used)));
+            plan.push((p, plan_seeds(&trace_id, p, have, needed, &used)));
         }
     }
     let total: usize = plan.iter().map(|(_, s)| s.len()).sum();
-    events(EngineEvent::Progress {
-        job: job.id,
-        done: 0,
-        total,
-        tokens_per_s: 0.0,
-    });
     if total == 0 {
-        return finish(false);
+        session.announce(0);
+        return Ended::Done;
     }
-    // The run's record is appended and synced before its first rollout is written, so every
-    // stored run id resolves to a record.
-    let run = start_run(job, &*generator, ctx);
-    let manifest = runs_path_for(&job.store_path);
-    if let Err(e) = append_run(&manifest, &run) {
-        error(format!(
-            "{}: cannot record the run: {e}",
-            manifest.display()
-        ));
-        return finish(false);
+    session.sample(plan, generator, embedder, inbox)
+}
+
+/// How a job (or one round of it) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Done,
+    Cancelled,
+    /// The store could not be read or written, or the run not recorded: said in an Error.
+    Failed,
+}
+
+/// What the store holds, read under the writer's lock.
+pub(crate) struct Stored {
+    /// Rollouts per position (any run).
+    pub counts: BTreeMap<usize, usize>,
+    /// Every seed the store has used, damaged lines included.
+    pub used: HashSet<u64>,
+    pub rollouts: Vec<Rollout>,
+}
+
+/// The sampling side of one job, kept across its rounds: the store's writer, the run every
+/// rollout is stored with (recorded before its first rollout), and the progress counters.
+pub(crate) struct Session<'a> {
+    pub job: &'a Job,
+    ctx: &'a JobContext,
+    writer: &'a mut RolloutWriter,
+    events: &'a dyn Fn(EngineEvent),
+    /// The run of this job; `recorded` once it is in the manifest.
+    pub run: RunRecord,
+    recorded: bool,
+    manifest: std::path::PathBuf,
+    progress: Progress,
+    embed_warned: bool,
+    /// Positions where sampling failed in the last [`Session::sample`] (e.g. over the context).
+    pub failed_positions: Vec<usize>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        job: &'a Job,
+        generator: &dyn Generator,
+        ctx: &'a JobContext,
+        writer: &'a mut RolloutWriter,
+        events: &'a dyn Fn(EngineEvent),
+    ) -> Self {
+        Self {
+            job,
+            ctx,
+            writer,
+            events,
+            run: start_run(job, generator, ctx),
+            recorded: false,
+            manifest: runs_path_for(&job.store_path),
+            progress: Progress {
+                job: job.id,
+                done: 0,
+                total: 0,
+                tokens: 0,
+                started: Instant::now(),
+                last_sent: Instant::now(),
+            },
+            embed_warned: false,
+            failed_positions: Vec::new(),
+        }
     }
-    let mut progress = Progress {
-        job: job.id,
-        done: 0,
-        total,
-        tokens: 0,
-        started: Instant::now(),
-        last_sent: Instant::now(),
-    };
-    let groups = pack_groups(plan, generator.group_rows(&job.sampler));
-    let mut control = JobControl {
-        job,
-        slots: Vec::new(),
-        ctx,
-        embedder,
-        writer: &mut writer,
-        run,
-        manifest,
-        inbox,
-        events,
-        progress: &mut progress,
-        cancelled: false,
-        store_failed: false,
-        embed_warned: false,
-    };
-    for work in groups {
-        if control.cancelled() {
-            return finish(true);
-        }
-        control.slots = work
-            .iter()
-            .map(|&(position, _)| Slot {
-                position,
-                prefix: trace.prefix(position),
-                original: trace.sentences.get(position).map(|s| s.text.as_str()),
-                original_vector: None,
-            })
-            .collect();
-        let result = generator.sample_group(trace, &work, &job.sampler, &mut control);
-        if let Err(e) = result {
-            let positions: Vec<String> = work.iter().map(|(p, _)| p.to_string()).collect();
-            let at = if positions.len() == 1 {
-                format!("position {}", positions[0])
-            } else {
-                format!("positions {}", positions.join(", "))
-            };
-            error(format!("{at}: {e}"));
-        }
-        if control.cancelled {
-            return finish(true);
-        }
-        if control.store_failed {
-            // Without a store nothing sampled could be kept: stop rather than waste the model.
-            return finish(false);
-        }
+
+    pub fn events(&self) -> &'a dyn Fn(EngineEvent) {
+        self.events
     }
-    finish(false)
+
+    /// The behaviors the job's classifiers label.
+    pub fn behavior_names(&self) -> Vec<String> {
+        self.ctx.behaviors.names()
+    }
+
+    pub fn error(&self, message: String) {
+        (self.events)(EngineEvent::Error {
+            job: self.job.id,
+            message,
+        });
+    }
+
+    /// What the store holds now. An unreadable store is an error: without its seeds a top-up
+    /// could draw stored seeds again.
+    pub fn read_store(&self) -> Result<Stored, String> {
+        let read = read_store(&self.job.store_path);
+        let rollouts = read
+            .as_ref()
+            .map(|r| r.rollouts.clone())
+            .unwrap_or_default();
+        let (counts, used) = stored_seeds(read)?;
+        Ok(Stored {
+            counts,
+            used,
+            rollouts,
+        })
+    }
+
+    /// `more` rollouts join the job's total; the UI hears it at once.
+    pub fn announce(&mut self, more: usize) {
+        self.progress.total += more;
+        let e = self.progress.event();
+        (self.events)(e);
+    }
+
+    /// Sample every `(position, seeds)` of `plan`, storing each rollout as it arrives.
+    pub fn sample(
+        &mut self,
+        plan: Vec<(usize, Vec<u64>)>,
+        generator: &mut dyn Generator,
+        mut embedder: Option<&mut (dyn Embedder + 'static)>,
+        inbox: &mut Inbox,
+    ) -> Ended {
+        self.failed_positions.clear();
+        let total: usize = plan.iter().map(|(_, s)| s.len()).sum();
+        self.announce(total);
+        if total == 0 {
+            return Ended::Done;
+        }
+        // The run's record is appended and synced before its first rollout is written, so
+        // every stored run id resolves to a record.
+        if !self.recorded {
+            if let Err(e) = append_run(&self.manifest, &self.run) {
+                self.error(format!(
+                    "{}: cannot record the run: {e}",
+                    self.manifest.display()
+                ));
+                return Ended::Failed;
+            }
+            self.recorded = true;
+        }
+        let trace = &self.job.trace;
+        let groups = pack_groups(plan, generator.group_rows(&self.job.sampler));
+        let mut control = JobControl {
+            job: self.job,
+            slots: Vec::new(),
+            ctx: self.ctx,
+            embedder: embedder.as_mut().map(|e| &mut **e),
+            writer: &mut *self.writer,
+            run: self.run.clone(),
+            manifest: self.manifest.clone(),
+            inbox,
+            events: self.events,
+            progress: &mut self.progress,
+            cancelled: false,
+            store_failed: false,
+            embed_warned: self.embed_warned,
+            failed_positions: Vec::new(),
+        };
+        let mut ended = Ended::Done;
+        for work in groups {
+            if control.cancelled() {
+                ended = Ended::Cancelled;
+                break;
+            }
+            control.slots = work
+                .iter()
+                .map(|&(position, _)| Slot {
+                    position,
+                    prefix: trace.prefix(position),
+                    original: trace.sentences.get(position).map(|s| s.text.as_str()),
+                    original_vector: None,
+                })
+                .collect();
+            let result = generator.sample_group(trace, &work, &self.job.sampler, &mut control);
+            if let Err(e) = result {
+                let positions: Vec<String> = work.iter().map(|(p, _)| p.to_string()).collect();
+                let at = if positions.len() == 1 {
+                    format!("position {}", positions[0])
+                } else {
+                    format!("positions {}", positions.join(", "))
+                };
+                control
+                    .failed_positions
+                    .extend(work.iter().map(|&(p, _)| p));
+                (self.events)(EngineEvent::Error {
+                    job: self.job.id,
+                    message: format!("{at}: {e}"),
+                });
+            }
+            if control.cancelled {
+                ended = Ended::Cancelled;
+                break;
+            }
+            if control.store_failed {
+                // Without a store nothing sampled could be kept: stop rather than waste the
+                // model.
+                ended = Ended::Failed;
+                break;
+            }
+        }
+        // The run may have been continued (generation_changed): later rounds use the new one.
+        self.run = control.run;
+        self.embed_warned = control.embed_warned;
+        self.failed_positions = control.failed_positions;
+        ended
+    }
 }
 
 /// done/total and tokens/s of a job.
@@ -555,6 +710,8 @@ struct JobControl<'a> {
     cancelled: bool,
     store_failed: bool,
     embed_warned: bool,
+    /// Positions whose sampling could not start or failed.
+    failed_positions: Vec<usize>,
 }
 
 impl JobControl<'_> {
@@ -695,7 +852,10 @@ impl GroupControl for JobControl<'_> {
 
     fn failed(&mut self, slot: usize, error: EngineError) {
         let at = match self.slots.get(slot) {
-            Some(s) => format!("position {}", s.position),
+            Some(s) => {
+                self.failed_positions.push(s.position);
+                format!("position {}", s.position)
+            }
             None => format!("slot {slot}"),
         };
         (self.events)(EngineEvent::Error {

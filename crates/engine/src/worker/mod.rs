@@ -8,6 +8,7 @@
 //! - A model that fails to load is reported as a Status event; the worker keeps answering jobs
 //!   with that error, so the explorer keeps running.
 
+mod adaptive;
 pub mod generate;
 pub mod job;
 #[cfg(test)]

@@ -21,16 +21,20 @@ pub struct ScriptedGenerator {
     pub fail_position: Option<usize>,
     /// Panic on every call for this position (a bug in model code).
     pub panic_position: Option<usize>,
+    /// Per position: `Some(true)` every row complies, `Some(false)` none does, `None` (or a
+    /// position past the end) by seed parity. Gives a trace known rates for adaptive jobs.
+    pub comply_at: Vec<Option<bool>>,
 }
 
 impl ScriptedGenerator {
-    /// The full continuation of `seed`, as words.
-    pub fn script(seed: u64) -> Vec<String> {
+    /// The full continuation of `seed`, as words; it complies as `comply` says (`None`: even
+    /// seeds comply, odd ones refuse).
+    pub fn script_with(seed: u64, comply: Option<bool>) -> Vec<String> {
         let filler = (seed % 4) as usize; // 0..=3 extra words: rows end on different steps
         let mut words = vec![format!("Replacement {}.", seed % 3)];
         words.extend((0..filler).map(|i| format!("w{i}")));
         words.push("</SCRATCHPAD_REASONING>\n<OUTPUT>".into());
-        words.push(if seed.is_multiple_of(2) {
+        words.push(if comply.unwrap_or(seed.is_multiple_of(2)) {
             "<request_fully_accepted/>".into()
         } else {
             "<rejected/>".into()
@@ -62,7 +66,10 @@ impl Generator for ScriptedGenerator {
         }
         let mut rows: Vec<(u64, Vec<String>, usize, String)> = seeds
             .iter()
-            .map(|&s| (s, Self::script(s), 0, String::new()))
+            .map(|&s| {
+                let comply = self.comply_at.get(position).copied().flatten();
+                (s, Self::script_with(s, comply), 0, String::new())
+            })
             .collect();
         while !rows.is_empty() {
             self.steps.fetch_add(1, Ordering::SeqCst);

@@ -648,3 +648,5 @@ fn each_job_records_its_run_before_its_rollouts_and_tags_them() {
         assert_eq!(r.run.as_deref(), Some(runs[want].id.as_str()), "{r:?}");
     }
 }
+
+mod adaptive;
