@@ -32,7 +32,7 @@ pub struct AdaptiveOpts {
     #[arg(long, value_name = "D")]
     pub min_effect: Option<f64>,
 
-    /// Stop a sentence whose chance of ending significant is below P; 0 = off [default: 0.02].
+    /// Stop a sentence whose chance of ending significant is below P; 0 = off [default: 0.01].
     #[arg(long, value_name = "P")]
     pub futility: Option<f64>,
 

@@ -72,8 +72,14 @@ fn bench_adaptive_json_on_the_shared_folders() {
     for key in ["recall", "precision", "sign_agreement"] {
         share(&out, key);
     }
-    // The defaults keep most of what the fixed run finds (README's table has the numbers).
-    assert!(share(&out, "recall") > 0.9, "{out}");
+    // The defaults keep what the fixed run finds (docs/adaptive.md has the numbers: 0.987
+    // pooled over 200 repetitions), and on these folders they save less than the clairvoyant
+    // reference, which knows in advance which sentences the fixed run will find.
+    assert!(share(&out, "recall") > 0.95, "{out}");
+    assert!(
+        share(&out, "oracle_savings") > share(&out, "savings"),
+        "{out}"
+    );
     let folders = out["folders"].as_array().unwrap();
     assert_eq!(folders.len(), 3);
     for (f, (_, positions)) in folders.iter().zip(FOLDERS) {

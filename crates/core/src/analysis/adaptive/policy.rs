@@ -24,7 +24,7 @@ use super::boundary::Boundary;
 use super::counts::PositionCounts;
 use super::futility::{chance_of_significance, Side};
 use super::AdaptiveSettings;
-use crate::analysis::newcombe_at;
+use crate::analysis::{newcombe_at, ImportanceKind};
 
 /// Why a sentence stopped being sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -333,19 +333,20 @@ impl AdaptivePolicy {
                     0
                 }
             };
+            let other_side = match settings.importance {
+                ImportanceKind::Counterfactual => {
+                    Side::subset_of(other, here.rate, here.n, remaining(here, grow_here))
+                }
+                ImportanceKind::Resampling => {
+                    Side::jeffreys(other, here.n, remaining(here, grow_here))
+                }
+            };
             let chance = chance_of_significance(
-                Side {
-                    rate: kept,
-                    n: next.n,
-                    remaining: remaining(next, grow_next),
-                },
-                Side {
-                    rate: other,
-                    n: here.n,
-                    remaining: remaining(here, grow_here),
-                },
+                Side::jeffreys(kept, next.n, remaining(next, grow_next)),
+                other_side,
                 self.boundary.z_final,
                 settings.min_effect,
+                settings.futility,
             );
             if chance < settings.futility {
                 track.state = SentenceState::Resolved(Resolution::Futile);

@@ -157,6 +157,10 @@ pub struct SimSums {
     pub sentences: u64,
     pub fixed_rollouts: u64,
     pub adaptive_rollouts: u64,
+    /// What a clairvoyant policy would use: n_max at the positions of the sentences the
+    /// fixed run finds (F), one round everywhere else. No policy that must look before it
+    /// stops can keep full recall with fewer, so `1 − oracle / fixed` bounds the savings.
+    pub oracle_rollouts: u64,
     /// Sentences the fixed run finds significant with |Δ| ≥ report_effect (F).
     pub fixed_found: u64,
     /// Of F, those the adaptive run declares significant.
@@ -184,6 +188,7 @@ impl SimSums {
         self.sentences += other.sentences;
         self.fixed_rollouts += other.fixed_rollouts;
         self.adaptive_rollouts += other.adaptive_rollouts;
+        self.oracle_rollouts += other.oracle_rollouts;
         self.fixed_found += other.fixed_found;
         self.recalled += other.recalled;
         self.same_sign += other.same_sign;
@@ -212,6 +217,11 @@ impl SimSums {
             adaptive_rollouts: per_rep(self.adaptive_rollouts),
             savings: share(
                 self.fixed_rollouts - self.adaptive_rollouts.min(self.fixed_rollouts),
+                self.fixed_rollouts,
+            )
+            .unwrap_or(0.0),
+            oracle_savings: share(
+                self.fixed_rollouts - self.oracle_rollouts.min(self.fixed_rollouts),
                 self.fixed_rollouts,
             )
             .unwrap_or(0.0),
@@ -257,6 +267,9 @@ pub struct SimReport {
     pub fixed_rollouts: f64,
     pub adaptive_rollouts: f64,
     pub savings: f64,
+    /// The savings bound of a clairvoyant policy at full recall (see
+    /// [`SimSums::oracle_rollouts`]).
+    pub oracle_savings: f64,
     /// 5th and 95th percentile of the per-repetition savings.
     pub savings_p5: Option<f64>,
     pub savings_p95: Option<f64>,
@@ -354,6 +367,7 @@ pub fn simulate(truth: &Truth, opts: &SimOptions) -> Result<SimSums, String> {
         sums.fixed_rollouts += fixed_used;
         sums.adaptive_rollouts += used;
         sums.ratios.push(used as f64 / fixed_used.max(1) as f64);
+        let mut needed = vec![false; positions];
         for (i, state) in policy.sentence_states().into_iter().enumerate() {
             let SentenceState::Resolved(resolution) = state else {
                 return Err(format!("sentence {i} unresolved when the policy stopped"));
@@ -378,6 +392,8 @@ pub fn simulate(truth: &Truth, opts: &SimOptions) -> Result<SimSums, String> {
             };
             if let Some(f) = f.filter(|f| big(f.value)) {
                 sums.fixed_found += 1;
+                needed[i] = true;
+                needed[i + 1] = true;
                 if let Some(a) = a {
                     sums.recalled += 1;
                     sums.same_sign += u64::from((a > 0.0) == (f.value > 0.0));
@@ -390,6 +406,16 @@ pub fn simulate(truth: &Truth, opts: &SimOptions) -> Result<SimSums, String> {
                 sums.confirmed += u64::from(f.is_some());
             }
         }
+        sums.oracle_rollouts += needed
+            .iter()
+            .map(|&n| {
+                if n {
+                    settings.n_max
+                } else {
+                    settings.round.min(settings.n_max)
+                }
+            } as u64)
+            .sum::<u64>();
     }
     Ok(sums)
 }
