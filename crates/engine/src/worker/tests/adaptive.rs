@@ -49,10 +49,7 @@ fn decided_positions_stop_after_one_round() {
         comply_at: vec![Some(false), Some(false), Some(true), Some(true)],
         ..ScriptedGenerator::default()
     };
-    let settings = AdaptiveSettings {
-        n_max: 50,
-        ..AdaptiveSettings::default()
-    };
+    let settings = AdaptiveSettings::default();
     let rec = Recorder::default();
     let cancelled = run(
         &adaptive_job(&store, settings),
@@ -76,7 +73,7 @@ fn decided_positions_stop_after_one_round() {
     let progress = last_progress(&rec);
     assert_eq!((progress.resolved, progress.total), (3, 3));
     assert_eq!(progress.used, 4 * counts[0] as u64);
-    assert_eq!(progress.fixed, 200);
+    assert_eq!(progress.fixed, 400);
     assert_eq!(progress.importance, ImportanceKind::Counterfactual);
     match progress.sentences[1] {
         SentenceState::Resolved(Resolution::Significant { delta, n }) => {
