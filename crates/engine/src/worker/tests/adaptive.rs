@@ -64,10 +64,11 @@ fn decided_positions_stop_after_one_round() {
         .map(Vec::len)
         .collect();
     // S1 is decided at the first look; S0 and S2 (0/10 against 0/10, 10/10 against 10/10)
-    // need a second round before futility rules out |Δ| ≥ 0.1, far from n_max.
+    // need a few more rounds before futility rules out |Δ| ≥ 0.1 at the default level, far
+    // from n_max.
     assert_eq!(counts.len(), 4);
     assert!(
-        counts.iter().all(|&n| n == counts[0] && n <= 20),
+        counts.iter().all(|&n| n == counts[0] && n <= 40),
         "{counts:?}"
     );
     let progress = last_progress(&rec);
