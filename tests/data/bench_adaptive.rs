@@ -72,7 +72,7 @@ fn bench_adaptive_json_on_the_shared_folders() {
     for key in ["recall", "precision", "sign_agreement"] {
         share(&out, key);
     }
-    // The defaults keep what the fixed run finds (docs/adaptive.md has the numbers: 0.987
+    // The defaults keep what the fixed run finds (the README has the numbers: 0.987
     // pooled over 200 repetitions), and on these folders they save less than the clairvoyant
     // reference, which knows in advance which sentences the fixed run will find.
     assert!(share(&out, "recall") > 0.95, "{out}");
