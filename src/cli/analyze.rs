@@ -13,14 +13,12 @@ use anchorscope::config::Config;
 use anchorscope::engine::remote::client::{normalize_base, origin_of};
 use anchorscope::engine::remote::judge::model_judge;
 use anchorscope::engine::remote::EngineKind;
-use anchorscope::engine::{
-    worker, AdaptivePlan, AdaptiveProgress, EngineCommand, EngineEvent, EngineStatus, Job,
-};
+use anchorscope::engine::{worker, AdaptivePlan, AdaptiveProgress, Job};
 use anchorscope::store::atomic_write;
 use anchorscope::trace::SamplerSettings;
 
 use super::engine_opts::{engine_settings, now_utc, sampler_settings, worker_config};
-use super::progress::ProgressLine;
+use super::job_runner::run_jobs;
 use super::{load, stats, AnalyzeArgs, ImportanceArg, StatsArgs};
 
 /// Where the run's provenance goes: beside the rollout store.
@@ -109,45 +107,11 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         sampler: sampler.clone(),
         adaptive: adaptive.clone(),
     };
-    handle
-        .sender
-        .send(EngineCommand::Submit(job))
-        .context("the engine stopped before the job started")?;
-
-    let mut progress = ProgressLine::new();
-    let mut errors = Vec::new();
-    let mut stored = 0usize;
-    let mut model_status = model_label;
-    let mut last_adaptive: Option<AdaptiveProgress> = None;
-    for event in rx.iter() {
-        match event {
-            EngineEvent::Status(state) => {
-                if let EngineStatus::Ready(model) = &state {
-                    model_status = model.clone();
-                }
-                progress.say(&state.to_string());
-            }
-            EngineEvent::Progress {
-                done,
-                total,
-                tokens_per_s,
-                ..
-            } => progress.update(done, total, tokens_per_s),
-            EngineEvent::Rollout { .. } => stored += 1,
-            EngineEvent::Model(_) => {}
-            EngineEvent::Adaptive { progress: p, .. } => {
-                progress.say(&adaptive_line(&p));
-                last_adaptive = Some(*p);
-            }
-            EngineEvent::Error { message, .. } => {
-                progress.say(&format!("error: {message}"));
-                errors.push(message);
-            }
-            EngineEvent::Finished { .. } => break,
-        }
-    }
-    progress.finish();
+    let outcome = run_jobs(&handle, &rx, vec![job], model_label, adaptive_line)?;
     handle.shutdown();
+    let stored = outcome.total_stored();
+    let (errors, model_status, last_adaptive) =
+        (outcome.errors, outcome.model, outcome.last_adaptive);
 
     if stored > 0 {
         let manifest = RunManifest {

@@ -12,6 +12,8 @@ mod compare;
 mod config;
 mod engine_opts;
 mod export_cmd;
+mod intervene;
+mod job_runner;
 mod label_cmd;
 mod load;
 mod model_cmd;
@@ -180,6 +182,21 @@ its interval. Sentences without a counterpart (below --min-similarity) stay alon
 Each trace is analysed as `stats` does. --json prints the whole comparison: the alignment, every
 behavior's rate curve of both traces and the per-row numbers.")]
     Compare(compare::CompareArgs),
+
+    /// Delete or rewrite a sentence, or swap the tier, and sample what follows.
+    #[command(long_about = "\
+Make a derived trace from TRACE: --delete I removes sentence I and continues from the reasoning
+before it; --replace I TEXT puts TEXT in its place and continues after it; --swap-tier keeps the
+reasoning and flips <is_free_tier_user> in the user turn. The derived trace is written beside
+TRACE (its id is the parent's with ~del3, ~rw3-…, ~tier-paid), records its parent and the edit,
+and gets its own rollout store; its seeds never repeat the parent's. Both sides are sampled with
+the same settings, -n rollouts each: the derived trace after the change (every position for
+--swap-tier) and the parent at the same point with the sentence kept (position I+1). Prints,
+per behavior, the rate after the edit, the original's, and the difference with its 95% Newcombe
+interval; for --delete also the resilience: how often the deleted sentence's content comes back
+in the continuation (a sentence with embedding similarity at least [analysis]
+similarity_threshold).")]
+    Intervene(intervene::InterveneArgs),
 
     /// Sample rollouts of a trace with the local model (headless), then print the stats.
     #[command(long_about = "\
@@ -782,6 +799,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Label(args)) => label_cmd::run(&args, &config),
         Some(Command::Export(args)) => export_cmd::run(&args, &config),
         Some(Command::Compare(args)) => compare::run(&args, &config),
+        Some(Command::Intervene(args)) => intervene::run(&args, &config),
         Some(Command::Bench(BenchArgs {
             what: Some(BenchWhat::Adaptive(args)),
             ..

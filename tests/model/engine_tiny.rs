@@ -790,6 +790,100 @@ fn analyze_adaptive_on_the_tiny_model_stays_under_n_max_and_records_its_plan() {
     assert_eq!(m["adaptive"]["rollouts_fixed"], 4 * positions as u64, "{m}");
 }
 
+#[test]
+fn intervene_delete_and_swap_tier_on_the_tiny_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut trace = tiny_trace();
+    trace.prompt = vec![Message::new(
+        "user",
+        "<is_free_tier_user>true</is_free_tier_user>\n<user_input>Say hello.</user_input>",
+    )];
+    let trace_path = dir.path().join("tiny-trace.json");
+    anchorscope::store::save_trace(&trace_path, &trace).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (trace_s, model_s) = (s(&trace_path), s(&model));
+    let common = [
+        "--model",
+        &model_s,
+        "--device",
+        "cpu",
+        "--no-embedder",
+        "--max-new-tokens",
+        "8",
+        "-n",
+        "2",
+        "--json",
+    ];
+    let seeds =
+        |path: &Path| -> HashSet<u64> { store_lines(path).iter().map(|r| r.seed).collect() };
+
+    // Delete S1: the derived trace is written beside the parent and sampled after the cut;
+    // the parent is sampled at position 2 (S1 kept).
+    let mut args = vec!["intervene", trace_s.as_str(), "--delete", "1"];
+    args.extend(common);
+    let out = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["derived"], "tiny-trace~del1", "{v}");
+    assert_eq!(v["edit"]["kind"], "delete", "{v}");
+    assert_eq!(v["rollouts_stored"], 4, "{v}");
+    let derived_path = dir.path().join("tiny-trace~del1.json");
+    let derived: Trace =
+        serde_json::from_str(&std::fs::read_to_string(&derived_path).unwrap()).unwrap();
+    let derivation = derived
+        .derived
+        .as_ref()
+        .expect("the derivation is recorded");
+    assert_eq!(derivation.parent, "tiny-trace");
+    assert_eq!(derived.sentences.len(), 1);
+    let derived_store = anchorscope::store::store_path_for(&derived_path);
+    assert_eq!(
+        counts(&store_lines(&derived_store)),
+        BTreeMap::from([(1, 2)])
+    );
+    let parent_store = anchorscope::store::store_path_for(&trace_path);
+    assert_eq!(
+        counts(&store_lines(&parent_store)),
+        BTreeMap::from([(2, 2)])
+    );
+    assert!(seeds(&derived_store).is_disjoint(&seeds(&parent_store)));
+    // Every labelled behavior has one row comparing position 1 after the edit with 2.
+    let effects = v["effects"].as_array().unwrap();
+    assert!(!effects.is_empty(), "{v}");
+    for e in effects {
+        assert_eq!(e["rows"][0]["position"], 1, "{e}");
+        assert_eq!(e["rows"][0]["parent_position"], 2, "{e}");
+    }
+    // Run again: the derived trace is reused and nothing is resampled.
+    let again = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["rollouts_stored"], 0, "{v}");
+
+    // Swap the tier: every position of both traces, the prompt changed in the tag only.
+    let mut args = vec!["intervene", trace_s.as_str(), "--swap-tier"];
+    args.extend(common);
+    let out = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["derived"], "tiny-trace~tier-paid", "{v}");
+    let swapped: Trace = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("tiny-trace~tier-paid.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        swapped.prompt[0].content,
+        trace.prompt[0].content.replace(">true<", ">false<")
+    );
+    assert_eq!(swapped.response, trace.response);
+    let swapped_store =
+        anchorscope::store::store_path_for(&dir.path().join("tiny-trace~tier-paid.json"));
+    let per = counts(&store_lines(&swapped_store));
+    assert_eq!(per.len(), trace.positions());
+    assert!(per.values().all(|&n| n == 2), "{per:?}");
+    assert!(seeds(&swapped_store).is_disjoint(&seeds(&parent_store)));
+    let rows = v["effects"][0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), trace.positions());
+}
+
 /// Collects a group's rows per slot; never cancels, never stops early.
 #[derive(Default)]
 struct CollectGroup {

@@ -1,6 +1,7 @@
 //! Traces: the data model, the native format, importers and the sentence splitter.
 
 pub mod import;
+pub mod intervention;
 pub mod model;
 pub mod split;
 pub mod tags;

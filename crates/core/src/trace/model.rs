@@ -197,6 +197,10 @@ pub struct Trace {
     pub manifest: Manifest,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imported: Vec<ImportedMetrics>,
+    /// Set when this trace is an intervention on another one (a sentence deleted or rewritten,
+    /// the tier swapped): its parent and the edit (trace::intervention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived: Option<crate::trace::intervention::Derivation>,
 }
 
 impl Trace {
@@ -215,6 +219,7 @@ impl Trace {
             sentences: Vec::new(),
             manifest: Manifest::default(),
             imported: Vec::new(),
+            derived: None,
         }
     }
 
@@ -228,6 +233,9 @@ impl Trace {
     pub fn prefix(&self, position: usize) -> &str {
         let cut = match self.sentences.get(position) {
             Some(s) => s.start,
+            // A derived trace ends where its edit ends and sampling goes on from there: its
+            // whole text is the prefix (the opening tag included when no sentence is left).
+            None if self.derived.is_some() => self.response.len(),
             None => self.sentences.last().map_or(0, |s| s.end),
         };
         &self.response[..cut]

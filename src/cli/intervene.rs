@@ -1,0 +1,500 @@
+//! `anchorscope intervene TRACE (--delete I | --replace I TEXT | --swap-tier)`: make the
+//! derived trace (trace::intervention), sample it and the parent at the matching point with
+//! the same settings, and print the effect with its interval (docs/METHOD.md, "Interventions").
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+
+use anchorscope::analysis::{newcombe, Difference, Rate};
+use anchorscope::config::Config;
+use anchorscope::engine::{worker, Job};
+use anchorscope::store::runs::{pool, PoolMode};
+use anchorscope::store::{read_rollouts, save_trace, store_path_for};
+use anchorscope::trace::intervention::{
+    continuation_position, derive, parent_position, resilience, tier_of, Edit,
+};
+use anchorscope::trace::{LabelValue, Rollout, Trace};
+
+use super::engine_opts::{self, engine_settings, sampler_settings, worker_config};
+use super::job_runner::run_jobs;
+use super::load;
+use super::output::{print, warn};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("edit").required(true).args(["delete", "replace", "swap_tier"])))]
+pub struct InterveneArgs {
+    /// Trace file (or a file or directory holding it, with --trace).
+    #[arg(value_name = "TRACE")]
+    pub trace_path: PathBuf,
+
+    /// Only this trace, when TRACE holds several.
+    #[arg(long, value_name = "ID")]
+    pub trace: Option<String>,
+
+    /// Delete sentence I and continue from the reasoning before it.
+    #[arg(long, value_name = "I")]
+    pub delete: Option<usize>,
+
+    /// Replace sentence I by TEXT and continue after it.
+    #[arg(long, num_args = 2, value_names = ["I", "TEXT"])]
+    pub replace: Option<Vec<String>>,
+
+    /// Keep the reasoning and swap `<is_free_tier_user>` (true ↔ false) in the user turn;
+    /// every position is sampled under both tiers.
+    #[arg(long)]
+    pub swap_tier: bool,
+
+    /// Rollouts at each sampled position, on each side (stored ones count).
+    #[arg(short = 'n', long = "rollouts", value_name = "N", default_value_t = 20)]
+    pub n: usize,
+
+    /// Only this behavior in the printed effect.
+    #[arg(long, value_name = "B")]
+    pub behavior: Option<String>,
+
+    /// A GGUF file, a model directory, `default`, or a known model name; with --engine openai,
+    /// the served model's name.
+    #[arg(long, value_name = "PATH|default|NAME")]
+    pub model: Option<String>,
+
+    #[command(flatten)]
+    pub remote: engine_opts::RemoteArgs,
+
+    /// Where the model runs: auto, cpu, cuda.
+    #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
+    pub device: String,
+
+    /// Token cap per rollout (default: the trace's manifest, else 1024).
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<u32>,
+
+    /// Sampling temperature (default: the trace's manifest, else 0.6).
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling mass (default: the trace's manifest, else 0.95).
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Do not load the sentence embedder (no similarities, no resilience).
+    #[arg(long)]
+    pub no_embedder: bool,
+
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One behavior's effect at one point: the rate after the edit against the parent's.
+#[derive(Debug, Serialize)]
+struct Row {
+    /// The derived trace's position (the parent's is `parent_position`).
+    position: usize,
+    parent_position: usize,
+    after: RateOut,
+    original: RateOut,
+    /// after − original with its 95% Newcombe interval; absent when a side has no valid label.
+    difference: Option<Difference>,
+}
+
+#[derive(Debug, Serialize)]
+struct RateOut {
+    k: u32,
+    m: u32,
+    rate: Option<f64>,
+    interval: Option<anchorscope::analysis::Interval>,
+}
+
+impl From<Rate> for RateOut {
+    fn from(r: Rate) -> Self {
+        Self {
+            k: r.k,
+            m: r.m,
+            rate: r.value(),
+            interval: r.wilson(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BehaviorEffect {
+    behavior: String,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    parent: String,
+    derived: String,
+    derived_path: PathBuf,
+    edit: Edit,
+    rollouts_stored: usize,
+    effects: Vec<BehaviorEffect>,
+    /// Deletions: how often the deleted sentence's content comes back in the continuation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resilience: Option<Resilience>,
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Resilience {
+    threshold: f32,
+    #[serde(flatten)]
+    rate: RateOut,
+}
+
+pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
+    let outcome = load::load(&args.trace_path, &config.split)?;
+    load::warn_about(&outcome);
+    let loaded = load::select_one(outcome.traces, args.trace.as_deref())?;
+    let parent = &loaded.trace;
+    if args.n == 0 {
+        bail!("-n 0: ask for at least one rollout per position");
+    }
+    let edit = edit_of(args, parent)?;
+    let derived = derive(parent, edit.clone())
+        .with_context(|| format!("{}: {}", loaded.path.display(), parent.id))?;
+    let derived_path = derived_path_for(&loaded.path, &derived.id);
+    write_derived(&derived_path, &derived)?;
+    let derived_store = store_path_for(&derived_path);
+
+    // Both sides are sampled with the same settings: the parent's manifest, then the flags.
+    let base = parent.manifest.sampler.clone().unwrap_or_default();
+    let sampler = sampler_settings(base, args.max_new_tokens, args.temperature, args.top_p)?;
+    let (derived_positions, parent_positions): (Vec<usize>, Vec<usize>) =
+        match (continuation_position(&derived), parent_position(&edit)) {
+            (Some(d), Some(p)) => (vec![d], vec![p]),
+            _ => (
+                (0..parent.positions()).collect(),
+                (0..parent.positions()).collect(),
+            ),
+        };
+    let job = |id, trace: &Trace, store: &Path, positions: &[usize]| Job {
+        id,
+        trace: Arc::new(trace.clone()),
+        store_path: store.to_path_buf(),
+        positions: positions.to_vec(),
+        n: args.n,
+        sampler: sampler.clone(),
+        adaptive: None,
+    };
+    let jobs = vec![
+        job(1, &derived, &derived_store, &derived_positions),
+        job(2, parent, &loaded.store_path, &parent_positions),
+    ];
+    let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
+    let worker_cfg = worker_config(
+        args.model.as_deref(),
+        &args.device,
+        !args.no_embedder,
+        config,
+        engine,
+    );
+    let label = worker_cfg.model.label();
+    let (tx, rx) = mpsc::channel();
+    let handle = worker::spawn(worker_cfg, move |e| {
+        let _ = tx.send(e);
+    });
+    let outcome = run_jobs(&handle, &rx, jobs, label, |_| String::new())?;
+    handle.shutdown();
+    if outcome.total_stored() == 0 && !outcome.errors.is_empty() {
+        bail!("no rollout was sampled:\n  {}", outcome.errors.join("\n  "));
+    }
+
+    let mut notes = Vec::new();
+    let after = pooled(&derived_store, config.sampling.pool, &mut notes)?;
+    let original = pooled(&loaded.store_path, config.sampling.pool, &mut notes)?;
+    let behaviors = behaviors_of(&after, &original, args.behavior.as_deref());
+    if behaviors.is_empty() {
+        notes.push("no rollout carries a label on either side: nothing to compare".into());
+    }
+    let pairs: Vec<(usize, usize)> = derived_positions
+        .iter()
+        .copied()
+        .zip(parent_positions.iter().copied())
+        .collect();
+    let effects = behaviors
+        .iter()
+        .map(|b| BehaviorEffect {
+            behavior: b.clone(),
+            rows: pairs
+                .iter()
+                .map(|&(d, p)| {
+                    let (a, o) = (rate_at(&after, d, b), rate_at(&original, p, b));
+                    Row {
+                        position: d,
+                        parent_position: p,
+                        after: a.into(),
+                        original: o.into(),
+                        difference: newcombe(a, o),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let resilience = match &edit {
+        Edit::Delete { sentence } if !args.no_embedder => {
+            deleted_content_back(parent, *sentence, &after, config, &mut notes)
+        }
+        _ => None,
+    };
+    let report = Report {
+        parent: parent.id.clone(),
+        derived: derived.id.clone(),
+        derived_path,
+        edit,
+        rollouts_stored: outcome.total_stored(),
+        effects,
+        resilience,
+        notes,
+    };
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        return print(&text);
+    }
+    print(&table(&report))
+}
+
+fn edit_of(args: &InterveneArgs, parent: &Trace) -> anyhow::Result<Edit> {
+    if let Some(i) = args.delete {
+        return Ok(Edit::Delete { sentence: i });
+    }
+    if let Some(v) = &args.replace {
+        let [i, text] = v.as_slice() else {
+            bail!("--replace takes a sentence index and a text");
+        };
+        let sentence = i
+            .parse()
+            .with_context(|| format!("--replace {i:?}: the sentence index must be a number"))?;
+        return Ok(Edit::Replace {
+            sentence,
+            text: text.clone(),
+        });
+    }
+    match tier_of(&parent.prompt) {
+        Some(free) => Ok(Edit::SwapTier { free: !free }),
+        None => bail!(
+            "{}: no <is_free_tier_user>true|false</is_free_tier_user> in the user turn: no tier \
+             to swap",
+            parent.id
+        ),
+    }
+}
+
+/// `DIR/<derived id>.json` beside the parent's file (or inside the parent's folder).
+fn derived_path_for(parent_path: &Path, id: &str) -> PathBuf {
+    let dir = if parent_path.is_dir() {
+        parent_path.to_path_buf()
+    } else {
+        parent_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{safe}.json"))
+}
+
+/// Write the derived trace, or reuse the one already there (its rollouts are topped up) when it
+/// is the same; a different trace under that name is an error rather than overwritten.
+fn write_derived(path: &Path, trace: &Trace) -> anyhow::Result<()> {
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let existing: Trace = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a derived trace", path.display()))?;
+        if existing.derived == trace.derived
+            && existing.response == trace.response
+            && existing.prompt == trace.prompt
+        {
+            return Ok(());
+        }
+        bail!(
+            "{} exists and holds another trace; move it away to make this intervention again",
+            path.display()
+        );
+    }
+    save_trace(path, trace).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("derived trace: {}", path.display());
+    Ok(())
+}
+
+/// The rollouts of a store that pool (as the config says), with the pool's summary noted.
+fn pooled(store: &Path, mode: PoolMode, notes: &mut Vec<String>) -> anyhow::Result<Vec<Rollout>> {
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
+    let (rollouts, warnings) =
+        read_rollouts(store).with_context(|| format!("reading {}", store.display()))?;
+    for w in warnings {
+        warn(format_args!("{}: {w}", store.display()));
+    }
+    let runs = anchorscope::store::runs::read_runs(&anchorscope::store::runs::runs_path_for(store))
+        .unwrap_or_default();
+    let chosen = pool(&rollouts, &runs, mode);
+    if !chosen.excluded.is_empty() {
+        notes.push(format!("{}: {}", store.display(), chosen.summary()));
+    }
+    Ok(chosen.filter(&rollouts))
+}
+
+/// Behaviors labelled on both sides (or the one asked for), in a stable order.
+fn behaviors_of(a: &[Rollout], b: &[Rollout], only: Option<&str>) -> Vec<String> {
+    let names = |rs: &[Rollout]| -> std::collections::BTreeSet<String> {
+        rs.iter().flat_map(|r| r.labels.keys().cloned()).collect()
+    };
+    let both: Vec<String> = names(a).intersection(&names(b)).cloned().collect();
+    match only {
+        Some(o) => both.into_iter().filter(|b| b == o).collect(),
+        None => both,
+    }
+}
+
+fn rate_at(rollouts: &[Rollout], position: usize, behavior: &str) -> Rate {
+    let mut rate = Rate::new(0, 0);
+    for r in rollouts.iter().filter(|r| r.position == position) {
+        match r.label(behavior) {
+            Some(LabelValue::Yes) => {
+                rate.k += 1;
+                rate.m += 1;
+            }
+            Some(LabelValue::No) => rate.m += 1,
+            _ => {}
+        }
+    }
+    rate
+}
+
+/// Resilience of a deleted sentence: the continuations' reasoning (up to its closing tag)
+/// split into sentences, each compared with S_i by the embedder.
+fn deleted_content_back(
+    parent: &Trace,
+    sentence: usize,
+    after: &[Rollout],
+    config: &Config,
+    notes: &mut Vec<String>,
+) -> Option<Resilience> {
+    use anchorscope::engine::embed::{cosine, SentenceEmbedder};
+    let target_text = parent.sentences.get(sentence)?.text.clone();
+    let dir = anchorscope::engine::install::embedder_dir();
+    let embedder = match SentenceEmbedder::load(&dir, &candle_core::Device::Cpu) {
+        Ok(e) => e,
+        Err(e) => {
+            notes.push(format!(
+                "resilience needs the sentence embedder (`anchorscope model install`): {e}"
+            ));
+            return None;
+        }
+    };
+    let target = embedder.embed(&[target_text.as_str()]).ok()?.pop()?;
+    let threshold = config.analysis.similarity_threshold;
+    let reasoning: Vec<&str> = after.iter().map(|r| reasoning_part(&r.text)).collect();
+    let mut failed = false;
+    let rate = resilience(reasoning, &config.split, threshold, |s| {
+        match embedder.embed(&[s]).ok().and_then(|mut v| v.pop()) {
+            Some(v) => cosine(&v, &target),
+            None => {
+                failed = true;
+                0.0
+            }
+        }
+    });
+    if failed {
+        notes.push("the embedder failed on some sentences; they count as not similar".into());
+    }
+    Some(Resilience {
+        threshold,
+        rate: rate.into(),
+    })
+}
+
+/// The continuation up to the end of its reasoning.
+fn reasoning_part(text: &str) -> &str {
+    let end = ["</SCRATCHPAD_REASONING>", "</think>"]
+        .iter()
+        .filter_map(|tag| text.find(tag))
+        .min()
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+fn fmt_rate(r: &RateOut) -> String {
+    match (r.rate, r.interval) {
+        (Some(v), Some(i)) => format!("{}/{} = {v:.2} [{:.2}, {:.2}]", r.k, r.m, i.lo, i.hi),
+        _ => format!("{}/{} = n/a", r.k, r.m),
+    }
+}
+
+fn table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{}: {} → {} ({}), {} new rollouts\n",
+        report.parent,
+        report.edit.describe(),
+        report.derived,
+        report.derived_path.display(),
+        report.rollouts_stored
+    );
+    for effect in &report.effects {
+        let _ = writeln!(
+            out,
+            "\n{}: rate after the edit vs the original at the same point (its sentence kept)",
+            effect.behavior
+        );
+        let _ = writeln!(
+            out,
+            "{:>4} {:>28} {:>28} {:>26}",
+            "pos", "after", "original", "difference (95%)"
+        );
+        for row in &effect.rows {
+            let diff = match &row.difference {
+                Some(d) => match d.interval {
+                    Some(i) => format!(
+                        "{:+.2} [{:+.2}, {:+.2}]{}",
+                        d.value,
+                        i.lo,
+                        i.hi,
+                        if d.significant() { " *" } else { "" }
+                    ),
+                    None => format!("{:+.2}", d.value),
+                },
+                None => "n/a".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:>4} {:>28} {:>28} {:>26}",
+                row.position,
+                fmt_rate(&row.after),
+                fmt_rate(&row.original),
+                diff
+            );
+        }
+    }
+    if let Some(r) = &report.resilience {
+        let _ = writeln!(
+            out,
+            "\nresilience: the deleted sentence's content came back (similarity ≥ {}) in {}",
+            r.threshold,
+            fmt_rate(&r.rate)
+        );
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
