@@ -122,7 +122,7 @@ pub(crate) fn run(
             .map(|&(p, _)| (p, counts.get(p).map_or(0, |c| c.n)))
             .collect();
         rounds += 1;
-        let ended = session.sample(work, generator, embedder.as_mut().map(|e| &mut **e), inbox);
+        let ended = session.sample(work, generator, embedder.as_deref_mut(), inbox);
         if ended != Ended::Done {
             return ended;
         }

@@ -564,7 +564,7 @@ impl<'a> Session<'a> {
         &mut self,
         plan: Vec<(usize, Vec<u64>)>,
         generator: &mut dyn Generator,
-        mut embedder: Option<&mut (dyn Embedder + 'static)>,
+        embedder: Option<&mut (dyn Embedder + 'static)>,
         inbox: &mut Inbox,
     ) -> Ended {
         self.failed_positions.clear();
@@ -591,7 +591,7 @@ impl<'a> Session<'a> {
             job: self.job,
             slots: Vec::new(),
             ctx: self.ctx,
-            embedder: embedder.as_mut().map(|e| &mut **e),
+            embedder,
             writer: &mut *self.writer,
             run: self.run.clone(),
             manifest: self.manifest.clone(),

@@ -35,7 +35,7 @@ fn last_progress(rec: &Recorder) -> AdaptiveProgress {
             EngineEvent::Adaptive { progress, .. } => Some(*progress),
             _ => None,
         })
-        .last()
+        .next_back()
         .expect("an adaptive job reports its progress")
 }
 
@@ -98,7 +98,7 @@ fn decided_positions_stop_after_one_round() {
             EngineEvent::Progress { done, total, .. } => Some((done, total)),
             _ => None,
         })
-        .last();
+        .next_back();
     assert_eq!(last_total, Some((4 * counts[0], 4 * counts[0])));
 }
 
