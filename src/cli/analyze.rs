@@ -56,6 +56,9 @@ struct AdaptiveRecord {
 }
 
 pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
+    if args.swap_tier {
+        return super::intervene::run(&swap_tier_args(args), config);
+    }
     let outcome = load::load(&args.trace_path, &config.split)?;
     load::warn_about(&outcome);
     let loaded = load::select_one(outcome.traces, args.trace.as_deref())?;
@@ -180,6 +183,27 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         bail!("{} error(s) during sampling (see above)", errors.len());
     }
     Ok(())
+}
+
+/// `analyze --swap-tier` is `intervene --swap-tier` with the same trace, engine and sampler.
+fn swap_tier_args(args: &AnalyzeArgs) -> super::intervene::InterveneArgs {
+    super::intervene::InterveneArgs {
+        trace_path: args.trace_path.clone(),
+        trace: args.trace.clone(),
+        delete: None,
+        replace: None,
+        swap_tier: true,
+        n: args.n,
+        behavior: args.behavior.clone(),
+        model: args.model.clone(),
+        remote: args.remote.clone(),
+        device: args.device.clone(),
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        no_embedder: args.no_embedder,
+        json: args.json,
+    }
 }
 
 /// The adaptive plan when `--adaptive` (or the config's `[sampling] adaptive` without

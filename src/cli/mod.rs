@@ -490,6 +490,11 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub fixed: bool,
 
+    /// Resample every position under the other tier (`<is_free_tier_user>` flipped, the
+    /// reasoning kept) and compare with the original tier: `intervene --swap-tier`.
+    #[arg(long, conflicts_with_all = ["adaptive", "positions"])]
+    pub swap_tier: bool,
+
     /// The adaptive policy's settings (each overrides `[sampling.adaptive_settings]`).
     #[command(flatten)]
     pub adaptive_opts: adaptive_opts::AdaptiveOpts,

@@ -859,8 +859,9 @@ fn intervene_delete_and_swap_tier_on_the_tiny_model() {
     let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(v["rollouts_stored"], 0, "{v}");
 
-    // Swap the tier: every position of both traces, the prompt changed in the tag only.
-    let mut args = vec!["intervene", trace_s.as_str(), "--swap-tier"];
+    // Swap the tier (`analyze --swap-tier` is `intervene --swap-tier`): every position of
+    // both traces, the prompt changed in the tag only.
+    let mut args = vec!["analyze", trace_s.as_str(), "--swap-tier"];
     args.extend(common);
     let out = run(&args);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

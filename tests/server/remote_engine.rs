@@ -318,3 +318,34 @@ fn the_commands_that_sample_offer_engine_and_url() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--engine openai"), "{}", stderr(&o));
 }
+
+#[test]
+fn intervene_samples_through_the_remote_engine() {
+    // The edit changes only the text sent; the derived trace's rollouts come from the server
+    // like any others.
+    let server = Server::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write_trace(dir.path());
+    let mut args = analyze_args(&trace, server.port, &["--delete", "1", "-n", "2", "--json"]);
+    args[0] = "intervene".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = command(dir.path(), &args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["derived"], "tiny-remote~del1", "{v}");
+    let derived = dir.path().join("tiny-remote~del1.json");
+    let after = stored(&derived);
+    assert_eq!(per_position(&after), [(1, 2)].into_iter().collect());
+    assert_eq!(
+        per_position(&stored(&trace)),
+        [(2, 2)].into_iter().collect()
+    );
+    assert!(
+        server
+            .log()
+            .iter()
+            .any(|l| l.starts_with("POST /v1/completions 200")),
+        "{:?}",
+        server.log()
+    );
+}
