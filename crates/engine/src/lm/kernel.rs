@@ -646,7 +646,7 @@ mod avx2 {
         x: *const f32,
         out: Out,
     ) {
-        debug_assert!(R <= HALF && S % R == 0);
+        debug_assert!(R <= HALF && S.is_multiple_of(R));
         for h in [0, HALF] {
             // This half's outputs (none: the last panel ends in the first half).
             let lanes = out.lanes.saturating_sub(h).min(HALF);
@@ -714,7 +714,7 @@ mod avx2 {
         x: *const f32,
         out: Out,
     ) {
-        debug_assert!(R <= HALF && S % R == 0);
+        debug_assert!(R <= HALF && S.is_multiple_of(R));
         for h in [0, HALF] {
             let lanes = out.lanes.saturating_sub(h).min(HALF);
             if lanes == 0 {
