@@ -92,7 +92,8 @@ pub fn measure_matmul(
 }
 
 /// Our CPU block kernel on the same shape: f32 rows × a Q4_1 matrix (the precision the
-/// benchmark's model is held in). None where the kernel does not run (no AVX-512F, a GPU).
+/// benchmark's model is held in). None where the kernel does not run (neither AVX-512F
+/// nor AVX2 with FMA, a GPU).
 pub fn measure_block_kernel(
     device: &Device,
     (m, k, n): (usize, usize, usize),
@@ -201,7 +202,11 @@ mod tests {
                 assert_eq!((r.m, r.k, r.n, r.library.as_str()), (4, 64, 16, "blocks"));
                 assert!(r.repeats >= 1 && r.flops_per_s > 0.0 && r.flops_per_s.is_finite());
             }
-            None => assert!(!std::is_x86_feature_detected!("avx512f")),
+            None => {
+                let avx2_fma =
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+                assert!(!(std::is_x86_feature_detected!("avx512f") || avx2_fma));
+            }
         }
         // Widths that are not whole blocks are refused, not measured wrongly.
         assert!(

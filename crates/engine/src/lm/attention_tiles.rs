@@ -45,7 +45,7 @@ pub(crate) struct Inputs<'a> {
 
 /// Whether this path handles the shape on this CPU.
 pub(crate) fn supported(hd: usize) -> bool {
-    super::kernel::available() && matches!(hd, 32 | 64 | 128)
+    super::kernel::has_avx512() && matches!(hd, 32 | 64 | 128)
 }
 
 /// One task: queries `first..first + count` (ordered row by row, then head by head) of a
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     #[ignore = "needs AVX-512F; run with `cargo test --release -- --ignored` on a CPU that has it"]
     fn the_polynomial_exponential_is_within_a_few_ulp_of_libm() {
-        if !super::super::kernel::available() {
+        if !super::super::kernel::has_avx512() {
             crate::lm::testing::missing("AVX-512F (the tiled attention runs only with it)");
             return;
         }

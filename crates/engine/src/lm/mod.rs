@@ -45,18 +45,18 @@ pub struct ModelInfo {
 /// How to hold the weights.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// On CPU, a GGUF model's layer matrices that our block kernel does not take (no AVX-512,
-    /// other block types) are expanded to f32 when they take at most this many bytes that way:
-    /// f32 gemm is several times faster than candle's quantized kernels for batched rows and
-    /// prefill, at 4-8x the memory. 0 keeps them quantized.
+    /// On CPU, a GGUF model's layer matrices that our block kernel does not take (neither
+    /// AVX-512 nor AVX2 with FMA, other block types) are expanded to f32 when they take at most
+    /// this many bytes that way: f32 gemm is several times faster than candle's quantized
+    /// kernels for batched rows and prefill, at 4-8x the memory. 0 keeps them quantized.
     pub dense_cpu_limit: usize,
     /// `extend` runs long inputs in chunks of this many tokens, so the attention scores of
     /// a whole trace (tokens × context per head) never have to fit in memory at once.
     pub prefill_chunk: usize,
-    /// On CPUs with AVX-512, GGUF matrices of type Q4_0/Q4_1/Q8_0 are multiplied straight
-    /// from their blocks by our kernel at every row count (least memory, f32 arithmetic, faster
-    /// than f32 gemm); this takes precedence over `dense_cpu_limit` for those matrices. Off:
-    /// candle's kernels only.
+    /// On CPUs with AVX-512 or AVX2 with FMA, GGUF matrices of type Q4_0/Q4_1/Q8_0 are
+    /// multiplied straight from their blocks by our kernel at every row count (least memory,
+    /// f32 arithmetic, faster than f32 gemm); this takes precedence over `dense_cpu_limit` for
+    /// those matrices. Off: candle's kernels only.
     pub block_kernel: bool,
     /// On CPU, attention (a decoding step's, each row over its prefix and own tokens, and a
     /// prefill's causal one) runs in one pass instead of a series of tensor operations (the
@@ -309,7 +309,7 @@ impl Lm {
     }
 
     /// How the weight matrices are held and multiplied, with counts, e.g.
-    /// "120 × Q4_1 blocks (AVX-512 kernel); 1 × Q8_0 blocks (AVX-512 kernel)".
+    /// "120 × Q4_1 blocks (AVX2 kernel); 1 × Q8_0 blocks (AVX2 kernel)".
     pub fn weights_summary(&self) -> String {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         let w = &self.model.w;

@@ -39,7 +39,7 @@ impl Matrix {
         Ok(Matrix::Dense(w.t()?.contiguous()?))
     }
 
-    /// How this matrix is held and multiplied, e.g. "Q4_1 blocks (AVX-512 kernel)".
+    /// How this matrix is held and multiplied, e.g. "Q4_1 blocks (AVX2 kernel)".
     pub fn describe(&self) -> String {
         match self {
             Matrix::Dense(_) | Matrix::DenseRows(_) => "f32 gemm".into(),
@@ -48,7 +48,11 @@ impl Matrix {
             }
             // GGUF F32/F16 tensors: candle holds them as plain tensors.
             Matrix::Quantized(_) => "f32 gemm".into(),
-            Matrix::Blocks(b) => format!("{} blocks (AVX-512 kernel)", b.type_name()),
+            Matrix::Blocks(b) => format!(
+                "{} blocks ({} kernel)",
+                b.type_name(),
+                super::kernel::isa().unwrap_or("no")
+            ),
         }
     }
 
