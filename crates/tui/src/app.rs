@@ -35,6 +35,7 @@ pub use list_order::{anchor_count, largest_delta, SortColumn};
 pub use overlays::{
     rollout_text, Confirm, LabelFilter, RolloutBrowser, RolloutFilter, RolloutKind,
 };
+pub(crate) use sampling::adaptive_state_words;
 
 /// The message shown when resampling is asked for without an engine.
 pub const NO_ENGINE: &str =
@@ -190,6 +191,11 @@ pub struct App {
     pub jobs: Jobs,
     options: AnalysisOptions,
     pool_mode: PoolMode,
+    /// `[sampling] adaptive = true`: `R` samples adaptively with these settings.
+    adaptive: Option<anchorscope_core::analysis::adaptive::AdaptiveSettings>,
+    /// The last adaptive look of each trace (by index) in this session: what the markers and
+    /// the detail pane show, kept after the job ends.
+    pub adaptive_views: std::collections::HashMap<usize, anchorscope_engine::AdaptiveProgress>,
     behavior_names: Vec<String>,
     /// The offline classifiers that label continuations alone (judge scope `continuation`).
     scope_set: Option<BehaviorSet>,
@@ -276,6 +282,11 @@ impl App {
             jobs: Jobs::default(),
             options: config.analysis.clone(),
             pool_mode,
+            adaptive: config
+                .sampling
+                .adaptive
+                .then(|| config.sampling.adaptive_settings.clone()),
+            adaptive_views: std::collections::HashMap::new(),
             behavior_names,
             scope_set,
             clipboard: Box::new(SystemClipboard::default()),
@@ -358,6 +369,14 @@ impl App {
     // ----- queries used by the views -----
 
     /// The analysis settings (similarity threshold, KL smoothing) from the config.
+    /// The last adaptive look of the running job, when it is an adaptive sweep.
+    pub fn running_adaptive(&self) -> Option<&anchorscope_engine::AdaptiveProgress> {
+        let running = self.jobs.running.as_ref()?;
+        running.queued.job.adaptive.as_ref()?;
+        let trace = self.jobs.trace_of.get(&running.queued.job.id)?;
+        self.adaptive_views.get(trace)
+    }
+
     pub fn analysis_options(&self) -> &AnalysisOptions {
         &self.options
     }

@@ -84,6 +84,16 @@ impl App {
                 all.len()
             ),
         };
+        // A sweep of every position is adaptive when the config says so.
+        let sweep = positions.len() == entry.loaded.trace.positions() && positions.len() > 2;
+        let adaptive = if sweep { self.adaptive_plan() } else { None };
+        let what = match &adaptive {
+            Some(plan) => format!(
+                "{} · adaptive sweep on {}: n_max {}, rounds of {}",
+                entry.loaded.trace.id, plan.behavior, plan.settings.n_max, plan.settings.round
+            ),
+            None => what,
+        };
         let template = anchorscope_engine::Job {
             id: 0,
             trace: std::sync::Arc::new(entry.loaded.trace.clone()),
@@ -97,9 +107,10 @@ impl App {
                 .sampler
                 .clone()
                 .unwrap_or_default(),
-            adaptive: None,
+            adaptive,
         };
         let count = template.positions.len();
+        let adaptive_sweep = template.adaptive.is_some();
         let waiting = self.jobs.busy();
         self.jobs.add(template, self.current, what);
         if waiting {
@@ -109,12 +120,42 @@ impl App {
                  at {count} position(s)",
                 self.keymap.hint(&crate::action::Action::JobList)
             ));
+        } else if adaptive_sweep {
+            self.set_info(format!(
+                "adaptive sweep of {count} positions: rounds until each sentence is decided…"
+            ));
         } else {
             self.set_info(format!(
                 "sampling {INTERACTIVE_ROLLOUTS} rollouts at {count} position(s)…"
             ));
         }
         self.submit_next();
+    }
+
+    /// The adaptive plan of a sweep when `[sampling] adaptive = true`: it decides on the
+    /// coloring behavior when a classifier labels it here, else on compliance, else on the
+    /// first labelled behavior.
+    fn adaptive_plan(&self) -> Option<anchorscope_engine::AdaptivePlan> {
+        let settings = self.adaptive.clone()?;
+        let shown = self.behavior_name();
+        let base = shown
+            .strip_suffix(THEIRS_SUFFIX)
+            .or_else(|| shown.strip_suffix(CONTINUATION_SUFFIX))
+            .unwrap_or(&shown)
+            .to_string();
+        let labelled = |b: &str| self.behavior_names.iter().any(|n| n == b);
+        let behavior = if labelled(&base) {
+            base
+        } else if labelled("compliance") {
+            "compliance".to_string()
+        } else {
+            self.behavior_names.first()?.clone()
+        };
+        Some(anchorscope_engine::AdaptivePlan {
+            settings,
+            behavior,
+            similarity_threshold: self.analysis_options().similarity_threshold,
+        })
     }
 
     /// Send the next queued job when nothing runs.
@@ -222,9 +263,13 @@ impl App {
                 self.set_error(format!("engine: {message}"));
             }
             EngineEvent::Error { .. } => {}
-            EngineEvent::Adaptive { .. } => {}
+            EngineEvent::Adaptive { job, progress } => {
+                if let Some(&index) = self.jobs.trace_of.get(&job) {
+                    self.adaptive_views.insert(index, *progress);
+                }
+            }
             EngineEvent::Finished { job, cancelled } => {
-                self.jobs.trace_of.remove(&job);
+                let trace = self.jobs.trace_of.remove(&job);
                 if !self.jobs.is_current(job) {
                     return;
                 }
@@ -246,6 +291,11 @@ impl App {
                     }
                     (false, Some((d, _))) => format!("job finished: {d} rollouts"),
                     (false, None) => "job finished".to_string(),
+                };
+                // An adaptive sweep says what it saved against the fixed design.
+                let text = match trace.and_then(|t| self.adaptive_views.get(&t)) {
+                    Some(p) if !cancelled => format!("{text}; {}", adaptive_summary(p)),
+                    _ => text,
                 };
                 // An error of this job (e.g. the model is missing) stays visible.
                 if !keep_error {
@@ -310,6 +360,48 @@ pub fn same_model(
     let theirs = squash(trace_model?);
     let ours = squash(&engine.model);
     Some(!theirs.is_empty() && (ours.contains(&theirs) || theirs.contains(&ours)))
+}
+
+/// `31/40 sentences resolved · 1240 of 4100 rollouts (70% saved)`.
+pub(crate) fn adaptive_summary(p: &anchorscope_engine::AdaptiveProgress) -> String {
+    let saved = if p.fixed > 0 {
+        100.0 * p.fixed.saturating_sub(p.used) as f64 / p.fixed as f64
+    } else {
+        0.0
+    };
+    format!(
+        "adaptive: {}/{} sentences resolved · {} of {} rollouts ({saved:.0}% saved)",
+        p.resolved, p.total, p.used, p.fixed
+    )
+}
+
+/// How the adaptive policy stands on one sentence, in words (the detail pane).
+pub(crate) fn adaptive_state_words(
+    state: &anchorscope_core::analysis::adaptive::SentenceState,
+    importance: anchorscope_core::analysis::ImportanceKind,
+) -> String {
+    let which = match importance {
+        anchorscope_core::analysis::ImportanceKind::Counterfactual => "counterfactual",
+        anchorscope_core::analysis::ImportanceKind::Resampling => "resampling",
+    };
+    use anchorscope_core::analysis::adaptive::{Resolution, SentenceState};
+    match state {
+        SentenceState::Waiting => "adaptive: waiting for the sparse phase".into(),
+        SentenceState::Sampling => "adaptive: sampling (undecided)".into(),
+        SentenceState::Resolved(r) => match r {
+            Resolution::Significant { delta, n } => format!(
+                "adaptive: resolved, {which} importance significant (Δ {delta:+.2} at n = {n})"
+            ),
+            Resolution::Precise { delta } => {
+                format!("adaptive: resolved, interval narrower than ±ε (Δ {delta:+.2})")
+            }
+            Resolution::Futile => format!(
+                "adaptive: resolved, futile: little chance that its {which} importance ends significant at n_max"
+            ),
+            Resolution::Exhausted => "adaptive: resolved at n_max, undecided".into(),
+            Resolution::Skipped => "adaptive: skipped (flat stretch in the sparse phase)".into(),
+        },
+    }
 }
 
 #[cfg(test)]

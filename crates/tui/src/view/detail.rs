@@ -222,6 +222,16 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     if let Some(summary) = entry.pool_summary() {
         lines.push(kv("runs", summary));
     }
+    // The adaptive policy's decision on this sentence (after an adaptive sweep).
+    if let Some(state) = app
+        .adaptive_views
+        .get(&app.current)
+        .and_then(|p| p.sentences.get(i).map(|s| (s, p)))
+    {
+        let (state, p) = state;
+        let words = crate::app::adaptive_state_words(state, p.importance);
+        lines.push(Line::styled(words, muted));
+    }
     if let Some(b) = behavior {
         let m = b.sentences.get(i);
         if let MetricSource::Imported { note } = &b.source {

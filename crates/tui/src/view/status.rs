@@ -182,7 +182,18 @@ fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
             } else {
                 format!(" {}/{} · {:.0} tok/s", p.done, p.total, p.tokens_per_s)
             };
-            if let Some(eta) = p.eta_s {
+            // An adaptive sweep: sentences resolved, and rollouts used against the fixed
+            // design's. Its total grows each round, so an ETA would mislead.
+            if let Some(a) = app.running_adaptive() {
+                label.push_str(&if compact {
+                    format!(" · {}/{}", a.resolved, a.total)
+                } else {
+                    format!(
+                        " · {}/{} resolved · {}/{} of fixed",
+                        a.resolved, a.total, a.used, a.fixed
+                    )
+                });
+            } else if let Some(eta) = p.eta_s {
                 label.push_str(&format!(" · ETA {}", format_eta(eta)));
             }
             if queued > 0 {

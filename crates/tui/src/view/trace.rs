@@ -285,7 +285,12 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
         for (k, chunk) in wrap(&s.text, text_w).into_iter().enumerate() {
             let mut spans = Vec::with_capacity(4);
             if k == 0 {
-                let cursor = if selected { '▶' } else { ' ' };
+                // After an adaptive sweep the cursor column marks each sentence's state.
+                let cursor = if selected {
+                    '▶'
+                } else {
+                    adaptive_marker(app, i)
+                };
                 spans.push(Span::styled(format!("{cursor}{i:>idx_w$} "), idx_style));
                 spans.push(Span::styled(
                     format!("{}{} ", mark.glyph(), mark.bar()),
@@ -332,6 +337,23 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     }
     hits.visible_sentences = seen.len().saturating_sub(1).max(1);
     frame.render_widget(Paragraph::new(visible).style(Style::default()), inner);
+}
+
+/// `◌` sampling, `✱` resolved significant, `✓` resolved otherwise, `·` waiting, ` ` when no
+/// adaptive sweep ran on the trace in this session.
+fn adaptive_marker(app: &App, i: usize) -> char {
+    use anchorscope_core::analysis::adaptive::SentenceState;
+    match app
+        .adaptive_views
+        .get(&app.current)
+        .and_then(|p| p.sentences.get(i))
+    {
+        Some(SentenceState::Sampling) => '◌',
+        Some(SentenceState::Resolved(r)) if r.significant() => '✱',
+        Some(SentenceState::Resolved(_)) => '✓',
+        Some(SentenceState::Waiting) => '·',
+        None => ' ',
+    }
 }
 
 #[cfg(test)]
