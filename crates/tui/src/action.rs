@@ -159,7 +159,7 @@ impl Action {
             Action::Export => "export (json / md / html / csv)",
             Action::Resample => "resample the selected sentence (queued behind a running job)",
             Action::ResampleAll => {
-                "resample every position (queued behind a running job); adaptive, in rounds until each sentence is decided, with [sampling] adaptive = true"
+                "resample every position; adaptive with [sampling] adaptive = true"
             }
             Action::Cancel => "cancel the running job (in the job list: the selected one)",
             Action::NextRollout => "next rollout in the detail pane",
