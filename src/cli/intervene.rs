@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
 
+use anchorscope::analysis::adaptive::PositionCounts;
 use anchorscope::analysis::{newcombe, Difference, Rate};
 use anchorscope::config::Config;
 use anchorscope::engine::{worker, Job};
@@ -18,7 +19,7 @@ use anchorscope::store::{read_rollouts, save_trace, store_path_for};
 use anchorscope::trace::intervention::{
     continuation_position, derive, parent_position, resilience, tier_of, Edit,
 };
-use anchorscope::trace::{LabelValue, Rollout, Trace};
+use anchorscope::trace::{Rollout, Trace};
 
 use super::engine_opts::{self, engine_settings, sampler_settings, worker_config};
 use super::job_runner::run_jobs;
@@ -365,19 +366,15 @@ fn behaviors_of(a: &[Rollout], b: &[Rollout], only: Option<&str>) -> Vec<String>
     }
 }
 
+/// k/m of `behavior` among the rollouts at `position` (invalid labels left out), counted as
+/// the adaptive policy counts them.
 fn rate_at(rollouts: &[Rollout], position: usize, behavior: &str) -> Rate {
-    let mut rate = Rate::new(0, 0);
+    let mut counts = PositionCounts::default();
     for r in rollouts.iter().filter(|r| r.position == position) {
-        match r.label(behavior) {
-            Some(LabelValue::Yes) => {
-                rate.k += 1;
-                rate.m += 1;
-            }
-            Some(LabelValue::No) => rate.m += 1,
-            _ => {}
-        }
+        // The similarity threshold only splits off D_i, which this rate does not use.
+        counts.add_rollout(r, behavior, 0.0);
     }
-    rate
+    counts.rate
 }
 
 /// Resilience of a deleted sentence: the continuations' reasoning (up to its closing tag)

@@ -307,12 +307,13 @@ impl Inbox {
     }
 }
 
-/// Rollouts stored per position, and every seed the store has used, from a read of the store.
-/// Reading skips bad lines, so an `Err` is a store that cannot be read at all: without its seeds
-/// a top-up could draw stored seeds again, so the job must stop rather than guess.
+/// Rollouts stored per position, every seed the store has used, and the rollouts themselves,
+/// from a read of the store. Reading skips bad lines, so an `Err` is a store that cannot be read
+/// at all: without its seeds a top-up could draw stored seeds again, so the job must stop rather
+/// than guess.
 fn stored_seeds(
     read: Result<anchorscope_core::store::StoreRead, anchorscope_core::trace::import::ImportError>,
-) -> Result<(BTreeMap<usize, usize>, HashSet<u64>), String> {
+) -> Result<Stored, String> {
     let stored =
         read.map_err(|e| format!("{e}; not sampling, so no stored seed is drawn twice"))?;
     let mut counts = BTreeMap::new();
@@ -323,7 +324,11 @@ fn stored_seeds(
     }
     // A damaged line's seed was sampled once: never sample it again.
     used.extend(stored.unreadable_seeds.iter().map(|&(_, seed)| seed));
-    Ok((counts, used))
+    Ok(Stored {
+        counts,
+        used,
+        rollouts: stored.rollouts,
+    })
 }
 
 /// The seeds to draw at one position: indices from `existing` on, skipping any whose seed is
@@ -466,6 +471,7 @@ pub(crate) enum Ended {
 }
 
 /// What the store holds, read under the writer's lock.
+#[derive(Debug)]
 pub(crate) struct Stored {
     /// Rollouts per position (any run).
     pub counts: BTreeMap<usize, usize>,
@@ -539,17 +545,7 @@ impl<'a> Session<'a> {
     /// What the store holds now. An unreadable store is an error: without its seeds a top-up
     /// could draw stored seeds again.
     pub fn read_store(&self) -> Result<Stored, String> {
-        let read = read_store(&self.job.store_path);
-        let rollouts = read
-            .as_ref()
-            .map(|r| r.rollouts.clone())
-            .unwrap_or_default();
-        let (counts, used) = stored_seeds(read)?;
-        Ok(Stored {
-            counts,
-            used,
-            rollouts,
-        })
+        stored_seeds(read_store(&self.job.store_path))
     }
 
     /// `more` rollouts join the job's total; the UI hears it at once.
@@ -933,8 +929,8 @@ mod stored_seeds_tests {
             unreadable_seeds: vec![(0, 99)],
             ..StoreRead::default()
         };
-        let (counts, used) = stored_seeds(Ok(read)).unwrap();
-        assert_eq!(counts, BTreeMap::from([(0, 2), (2, 1)]));
-        assert_eq!(used, HashSet::from([10, 11, 12, 99]));
+        let stored = stored_seeds(Ok(read)).unwrap();
+        assert_eq!(stored.counts, BTreeMap::from([(0, 2), (2, 1)]));
+        assert_eq!(stored.used, HashSet::from([10, 11, 12, 99]));
     }
 }

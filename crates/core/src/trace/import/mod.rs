@@ -436,17 +436,5 @@ pub(crate) fn tier_from(field: Option<&Value>, prompt: &[Message]) -> Option<Str
         },
         _ => {}
     }
-    const OPEN: &str = "<is_free_tier_user>";
-    for message in prompt.iter().filter(|m| m.role != "system") {
-        if let Some(i) = message.content.find(OPEN) {
-            let rest = &message.content[i + OPEN.len()..];
-            let value = rest.split('<').next().unwrap_or("").trim();
-            match value.to_ascii_lowercase().as_str() {
-                "true" => return Some(as_tier(true)),
-                "false" => return Some(as_tier(false)),
-                _ => {}
-            }
-        }
-    }
-    None
+    crate::trace::intervention::tier_of(prompt).map(as_tier)
 }
