@@ -256,11 +256,7 @@ fn adaptive_summary(p: &AdaptiveProgress) -> String {
         }
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let saved = if p.fixed > 0 {
-        100.0 * p.fixed.saturating_sub(p.used) as f64 / p.fixed as f64
-    } else {
-        0.0
-    };
+    let saved = p.saved_percent();
     let significant_early = p
         .sentences
         .iter()

@@ -93,6 +93,17 @@ pub struct AdaptiveProgress {
     pub notes: Vec<String>,
 }
 
+impl AdaptiveProgress {
+    /// The share of the fixed design's rollouts not used so far, in percent (0 when there is
+    /// no fixed count).
+    pub fn saved_percent(&self) -> f64 {
+        if self.fixed == 0 {
+            return 0.0;
+        }
+        100.0 * self.fixed.saturating_sub(self.used) as f64 / self.fixed as f64
+    }
+}
+
 /// What the engine sends back, in order; every rollout is stored before it is reported.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineEvent {

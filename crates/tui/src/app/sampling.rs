@@ -364,11 +364,7 @@ pub fn same_model(
 
 /// `31/40 sentences resolved · 1240 of 4100 rollouts (70% saved)`.
 pub(crate) fn adaptive_summary(p: &anchorscope_engine::AdaptiveProgress) -> String {
-    let saved = if p.fixed > 0 {
-        100.0 * p.fixed.saturating_sub(p.used) as f64 / p.fixed as f64
-    } else {
-        0.0
-    };
+    let saved = p.saved_percent();
     format!(
         "adaptive: {}/{} sentences resolved · {} of {} rollouts ({saved:.0}% saved)",
         p.resolved, p.total, p.used, p.fixed
