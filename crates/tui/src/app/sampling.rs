@@ -1,17 +1,29 @@
 //! Resampling from the explorer: checks before sampling (the model, the behavior), the job
 //! queue, cancelling, and the engine's messages.
 
+use super::adaptive::base_behavior;
 use super::{App, Confirm, Popup, StatusMessage, INTERACTIVE_ROLLOUTS, NO_ENGINE};
-use anchorscope_core::analysis::THEIRS_SUFFIX;
-use anchorscope_core::behavior::scope::{label_continuations, CONTINUATION_SUFFIX};
+use crate::adaptive::summary;
+use crate::jobs::describe_adaptive;
+use anchorscope_core::behavior::scope::label_continuations;
 use anchorscope_core::loaded::runs_of;
-use anchorscope_engine::{EngineCommand, EngineEvent, JobId, ModelIdentity};
+use anchorscope_engine::{AdaptivePlan, EngineCommand, EngineEvent, JobId, ModelIdentity};
 
 impl App {
     /// `r` / `R`: sample at `positions` of the open trace, after saying what would make the
     /// numbers mean something else (another model wrote the trace; the behavior cannot be
     /// labelled here).
     pub(crate) fn resample(&mut self, positions: Vec<usize>) {
+        self.request_sampling(positions, None);
+    }
+
+    /// Sample at `positions`, adaptively when `adaptive` is given, once the checks pass or the
+    /// user said yes to what they found.
+    pub(crate) fn request_sampling(
+        &mut self,
+        positions: Vec<usize>,
+        adaptive: Option<AdaptivePlan>,
+    ) {
         if self.engine.is_none() {
             return self.set_info(NO_ENGINE.to_string());
         }
@@ -25,9 +37,13 @@ impl App {
             }
         }
         if reasons.is_empty() {
-            self.queue_resample(positions);
+            self.queue_resample(positions, adaptive);
         } else {
-            self.popup = Some(Popup::Confirm(Confirm::Resample { positions, reasons }));
+            self.popup = Some(Popup::Confirm(Confirm::Resample {
+                positions,
+                reasons,
+                adaptive,
+            }));
         }
     }
 
@@ -35,10 +51,7 @@ impl App {
     /// `correct` or `blackmail`): new rollouts would carry no such label.
     fn unlabelable_behavior(&self) -> Option<String> {
         let shown = self.behavior_name();
-        let base = shown
-            .strip_suffix(THEIRS_SUFFIX)
-            .or_else(|| shown.strip_suffix(CONTINUATION_SUFFIX))
-            .unwrap_or(&shown);
+        let base = base_behavior(&shown);
         if shown == "none" || self.behavior_names.iter().any(|n| n == base) {
             return None;
         }
@@ -69,19 +82,32 @@ impl App {
         }
     }
 
-    /// Queue a job for the open trace and start it when nothing runs.
-    pub(crate) fn queue_resample(&mut self, positions: Vec<usize>) {
+    /// Queue a job for the open trace (adaptive when `adaptive` is given) and start it when
+    /// nothing runs.
+    pub(crate) fn queue_resample(&mut self, positions: Vec<usize>, adaptive: Option<AdaptivePlan>) {
         let Some(entry) = self.entry() else { return };
-        let what = match positions.as_slice() {
-            [i, _] => format!(
-                "{} S{i} · {INTERACTIVE_ROLLOUTS} rollouts at positions {i}, {}",
-                entry.loaded.trace.id,
+        let id = &entry.loaded.trace.id;
+        let what = match (&adaptive, positions.as_slice()) {
+            (Some(plan), _) => describe_adaptive(id, plan),
+            (None, [i, _]) => format!(
+                "{id} S{i} · {INTERACTIVE_ROLLOUTS} rollouts at positions {i}, {}",
                 i + 1
             ),
-            all => format!(
-                "{} · {INTERACTIVE_ROLLOUTS} rollouts at all {} positions",
-                entry.loaded.trace.id,
+            (None, all) => format!(
+                "{id} · {INTERACTIVE_ROLLOUTS} rollouts at all {} positions",
                 all.len()
+            ),
+        };
+        // The worker ignores `n` for an adaptive job; n_max there keeps the queue's "at most"
+        // counts (quit warning) true.
+        let n = adaptive
+            .as_ref()
+            .map_or(INTERACTIVE_ROLLOUTS, |p| p.settings.n_max as usize);
+        let doing = match &adaptive {
+            Some(plan) => self.adaptive_doing(plan),
+            None => format!(
+                "{INTERACTIVE_ROLLOUTS} rollouts at {} position(s)",
+                positions.len()
             ),
         };
         let template = anchorscope_engine::Job {
@@ -89,7 +115,7 @@ impl App {
             trace: std::sync::Arc::new(entry.loaded.trace.clone()),
             store_path: entry.loaded.store_path.clone(),
             positions,
-            n: INTERACTIVE_ROLLOUTS,
+            n,
             sampler: entry
                 .loaded
                 .trace
@@ -97,22 +123,18 @@ impl App {
                 .sampler
                 .clone()
                 .unwrap_or_default(),
-            adaptive: None,
+            adaptive,
         };
-        let count = template.positions.len();
         let waiting = self.jobs.busy();
         self.jobs.add(template, self.current, what);
         if waiting {
             let ahead = self.jobs.queue.len() - 1 + usize::from(self.jobs.running.is_some());
             self.set_info(format!(
-                "queued behind {ahead} job(s) ({} lists jobs): {INTERACTIVE_ROLLOUTS} rollouts \
-                 at {count} position(s)",
+                "queued behind {ahead} job(s) ({} lists jobs): {doing}",
                 self.keymap.hint(&crate::action::Action::JobList)
             ));
         } else {
-            self.set_info(format!(
-                "sampling {INTERACTIVE_ROLLOUTS} rollouts at {count} position(s)…"
-            ));
+            self.set_info(format!("sampling {doing}…"));
         }
         self.submit_next();
     }
@@ -222,30 +244,35 @@ impl App {
                 self.set_error(format!("engine: {message}"));
             }
             EngineEvent::Error { .. } => {}
-            EngineEvent::Adaptive { .. } => {}
+            EngineEvent::Adaptive { job, progress } => self.jobs.note_adaptive(job, *progress),
             EngineEvent::Finished { job, cancelled } => {
                 self.jobs.trace_of.remove(&job);
                 if !self.jobs.is_current(job) {
                     return;
                 }
-                let done = self
-                    .jobs
-                    .finish_running()
-                    .and_then(|r| r.progress)
-                    .map(|p| (p.done, p.total));
+                let ended = self.jobs.finish_running();
+                let adaptive = ended.as_ref().and_then(|r| r.adaptive.clone());
+                let done = ended.and_then(|r| r.progress).map(|p| (p.done, p.total));
                 let keep_error = self
                     .status
                     .as_ref()
                     .is_some_and(|s| s.is_error && !s.from_engine);
-                let text = match (cancelled, done) {
-                    (true, Some((d, t))) => format!("job cancelled ({d}/{t} rollouts stored)"),
-                    (true, None) => "job cancelled".to_string(),
-                    (false, Some((d, t))) if d < t => format!("job ended with {d}/{t} rollouts"),
-                    (false, Some((_, 0))) => {
+                let text = match (cancelled, done, adaptive) {
+                    // An adaptive sweep ends with what it decided and what it saved.
+                    (true, _, Some(a)) => format!("adaptive sweep cancelled: {}", summary(&a)),
+                    (false, _, Some(a)) => format!("adaptive sweep finished: {}", summary(&a)),
+                    (true, Some((d, t)), None) => {
+                        format!("job cancelled ({d}/{t} rollouts stored)")
+                    }
+                    (true, None, None) => "job cancelled".to_string(),
+                    (false, Some((d, t)), None) if d < t => {
+                        format!("job ended with {d}/{t} rollouts")
+                    }
+                    (false, Some((_, 0)), None) => {
                         "nothing to sample: every position has enough rollouts".to_string()
                     }
-                    (false, Some((d, _))) => format!("job finished: {d} rollouts"),
-                    (false, None) => "job finished".to_string(),
+                    (false, Some((d, _)), None) => format!("job finished: {d} rollouts"),
+                    (false, None, None) => "job finished".to_string(),
                 };
                 // An error of this job (e.g. the model is missing) stays visible.
                 if !keep_error {

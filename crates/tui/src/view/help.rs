@@ -34,8 +34,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: u16, hits: &mut 
         Span::styled(format!(" {:<key_w$}  ", "mouse"), t.fg(t.focus)),
         Span::raw("click selects a sentence/row · wheel scrolls"),
     ]));
+    lines.push(Line::from(vec![
+        Span::styled(format!(" {:<key_w$}  ", "adaptive"), t.fg(t.focus)),
+        Span::raw(adaptive_help(app)),
+    ]));
     lines.push(Line::from(""));
     lines.push(legend(t, 80));
+    lines.push(Line::styled(
+        format!(" {}", crate::adaptive::MARKER_LEGEND),
+        t.fg(t.muted),
+    ));
     lines.push(Line::styled(
         " keys are set in [keys] of the config file",
         t.fg(t.muted),
@@ -53,4 +61,24 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: u16, hits: &mut 
         scroll,
         hits,
     );
+}
+
+/// What `R` does under this config, and how `A` differs.
+fn adaptive_help(app: &App) -> String {
+    use crate::action::Action;
+    let settings = app.adaptive_settings();
+    let (r, a) = (
+        app.keymap.hint(&Action::ResampleAll),
+        app.keymap.hint(&Action::AdaptiveAll),
+    );
+    let plan = format!("n_max {}, round {}", settings.n_max, settings.round);
+    if app.adaptive_by_default() {
+        format!("[sampling] adaptive = true: {r} sweeps adaptively like {a} ({plan})")
+    } else {
+        format!(
+            "[sampling] adaptive = false: {r} samples {} at every position; {a} sweeps \
+             adaptively ({plan})",
+            crate::app::INTERACTIVE_ROLLOUTS
+        )
+    }
 }

@@ -10,6 +10,7 @@ use ratatui::Frame;
 use super::layout::trace_panes;
 use super::wrap::wrap;
 use super::{chart, detail};
+use crate::adaptive::MarkerKind;
 use crate::app::{anchors, importance_label, top_anchors, App, Hits, Pane};
 use crate::theme::Theme;
 use anchorscope_core::analysis::{BehaviorAnalysis, Direction, ImportanceKind, Shade, ShadeRule};
@@ -73,6 +74,16 @@ impl Mark {
             }
             _ => "   ",
         }
+    }
+}
+
+/// The adaptive marker's color: sampling stands out, significant reads as found, the rest
+/// stays quiet.
+pub fn marker_style(theme: &Theme, kind: Option<MarkerKind>) -> Style {
+    match kind {
+        Some(MarkerKind::Sampling) => theme.fg(theme.focus).add_modifier(Modifier::BOLD),
+        Some(MarkerKind::Significant) => theme.fg(theme.ok).add_modifier(Modifier::BOLD),
+        Some(MarkerKind::Decided | MarkerKind::Waiting) | None => theme.fg(theme.muted),
     }
 }
 
@@ -255,7 +266,11 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     } else {
         0
     };
-    let prefix_w = 1 + idx_w + 1 + 1 + 3 + 1 + tag_w;
+    // After an adaptive sweep on this trace (running or ended): each sentence's state, in a
+    // column of its own after the index.
+    let adaptive = app.adaptive_record().map(|r| &r.progress.sentences);
+    let marker_w = if adaptive.is_some() { 2 } else { 0 };
+    let prefix_w = 1 + idx_w + 1 + marker_w + 1 + 3 + 1 + tag_w;
     let text_w = (inner.width as usize).saturating_sub(prefix_w).max(1);
     let matches = app.matches(&app.query);
     let rule = app.analysis_options().shade_rule();
@@ -287,6 +302,15 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
             if k == 0 {
                 let cursor = if selected { '▶' } else { ' ' };
                 spans.push(Span::styled(format!("{cursor}{i:>idx_w$} "), idx_style));
+                if let Some(states) = adaptive {
+                    // A sentence the progress does not cover (another trace length) is blank.
+                    let kind = states.get(i).map(|s| MarkerKind::of(*s));
+                    let glyph = kind.map_or(' ', MarkerKind::glyph);
+                    spans.push(Span::styled(
+                        format!("{glyph} "),
+                        marker_style(&app.theme, kind),
+                    ));
+                }
                 spans.push(Span::styled(
                     format!("{}{} ", mark.glyph(), mark.bar()),
                     glyph_style,
