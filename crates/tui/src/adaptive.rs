@@ -17,11 +17,15 @@ pub enum MarkerKind {
     Significant,
     /// Resolved some other way (precise, futile, at n_max, skipped).
     Decided,
+    /// Left waiting or sampling by a sweep that ended (cancelled, or an engine error).
+    Undecided,
 }
 
 impl MarkerKind {
-    pub fn of(state: SentenceState) -> Self {
+    /// The marker of a sentence; `running`: its sweep still samples.
+    pub fn of(state: SentenceState, running: bool) -> Self {
         match state {
+            SentenceState::Waiting | SentenceState::Sampling if !running => Self::Undecided,
             SentenceState::Waiting => Self::Waiting,
             SentenceState::Sampling => Self::Sampling,
             SentenceState::Resolved(r) if r.significant() => Self::Significant,
@@ -36,13 +40,14 @@ impl MarkerKind {
             Self::Sampling => '◌',
             Self::Significant => '✱',
             Self::Decided => '✓',
+            Self::Undecided => '?',
         }
     }
 }
 
 /// The legend of the markers (help popup).
-pub const MARKER_LEGEND: &str =
-    "adaptive sweep markers: ◌ sampling · ✱ significant · ✓ decided otherwise · · waiting";
+pub const MARKER_LEGEND: &str = "adaptive sweep markers: ◌ sampling · ✱ significant · \
+                                 ✓ decided otherwise · · waiting · ? undecided (sweep ended)";
 
 /// `1,240`: counts of rollouts read better grouped.
 pub fn thousands(n: u64) -> String {
@@ -238,9 +243,12 @@ pub(crate) mod tests {
     fn markers_and_words_follow_the_state() {
         let s = AdaptiveSettings::default();
         let sig = SentenceState::Resolved(Resolution::Significant { delta: 0.32, n: 40 });
-        assert_eq!(MarkerKind::of(sig).glyph(), '✱');
-        assert_eq!(MarkerKind::of(SentenceState::Sampling).glyph(), '◌');
-        assert_eq!(MarkerKind::of(SentenceState::Waiting).glyph(), '·');
+        assert_eq!(MarkerKind::of(sig, true).glyph(), '✱');
+        assert_eq!(MarkerKind::of(sig, false).glyph(), '✱');
+        assert_eq!(MarkerKind::of(SentenceState::Sampling, true).glyph(), '◌');
+        assert_eq!(MarkerKind::of(SentenceState::Waiting, true).glyph(), '·');
+        // Once the sweep ended, what it left open is undecided, not sampling.
+        assert_eq!(MarkerKind::of(SentenceState::Sampling, false).glyph(), '?');
         for r in [
             Resolution::Precise { delta: 0.01 },
             Resolution::Futile,
@@ -248,7 +256,7 @@ pub(crate) mod tests {
             Resolution::Skipped,
         ] {
             assert_eq!(
-                MarkerKind::of(SentenceState::Resolved(r)),
+                MarkerKind::of(SentenceState::Resolved(r), true),
                 MarkerKind::Decided
             );
         }

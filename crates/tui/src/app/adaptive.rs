@@ -20,7 +20,7 @@ pub fn base_behavior(shown: &str) -> &str {
 
 /// The behavior an adaptive sweep decides on: the shown one when a configured classifier
 /// labels it (new rollouts carry its label), else the first labelled one. `Ok((name, None))`
-/// or `Ok((name, Some(why)))` when it fell back; `Err` when nothing is labelled at all.
+/// or `Ok((name, Some(why the shown one is not)))`; `Err` when nothing is labelled at all.
 pub fn plan_behavior(shown: &str, labelled: &[String]) -> Result<(String, Option<String>), String> {
     let base = base_behavior(shown);
     if labelled.iter().any(|n| n == base) {
@@ -34,9 +34,9 @@ pub fn plan_behavior(shown: &str, labelled: &[String]) -> Result<(String, Option
         );
     };
     let why = if shown == "none" {
-        format!("decides on `{first}`")
+        "no behavior is shown".to_string()
     } else {
-        format!("decides on `{first}`: `{base}` has no classifier here")
+        format!("`{base}` has no classifier here")
     };
     Ok((first.clone(), Some(why)))
 }
@@ -80,22 +80,18 @@ impl App {
         })
     }
 
-    /// "an adaptive sweep of every position on `compliance` (n_max 100, round 10)", saying
-    /// when the behavior is not the one coloring the text.
+    /// "adaptive sweep on `compliance` (n_max 100, round 10)", saying why when the behavior is
+    /// not the one coloring the text.
     pub(crate) fn adaptive_doing(&self, plan: &AdaptivePlan) -> String {
         let settings = format!(
             "n_max {}, round {}",
             plan.settings.n_max, plan.settings.round
         );
-        match plan_behavior(&self.behavior_name(), &self.behavior_names) {
-            Ok((name, Some(why))) if name == plan.behavior => {
-                format!("an adaptive sweep of every position ({settings}); it {why}")
-            }
-            _ => format!(
-                "an adaptive sweep of every position on `{}` ({settings})",
-                plan.behavior
-            ),
-        }
+        let why = match plan_behavior(&self.behavior_name(), &self.behavior_names) {
+            Ok((name, Some(why))) if name == plan.behavior => format!("{why}; "),
+            _ => String::new(),
+        };
+        format!("adaptive sweep on `{}` ({why}{settings})", plan.behavior)
     }
 
     /// The last adaptive decisions on the open trace (kept after the sweep ends).
@@ -142,11 +138,7 @@ mod tests {
         let labelled = names(&["compliance", "alignment_faking"]);
         let (name, why) = plan_behavior("correct (theirs)", &labelled).unwrap();
         assert_eq!(name, "compliance");
-        let why = why.unwrap();
-        assert!(
-            why.contains("`correct`") && why.contains("`compliance`"),
-            "{why}"
-        );
+        assert_eq!(why.as_deref(), Some("`correct` has no classifier here"));
         assert!(plan_behavior("correct", &[]).is_err());
     }
 }

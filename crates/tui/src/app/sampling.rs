@@ -110,6 +110,7 @@ impl App {
                 positions.len()
             ),
         };
+        let adaptive_job = adaptive.is_some();
         let template = anchorscope_engine::Job {
             id: 0,
             trace: std::sync::Arc::new(entry.loaded.trace.clone()),
@@ -134,7 +135,9 @@ impl App {
                 self.keymap.hint(&crate::action::Action::JobList)
             ));
         } else {
-            self.set_info(format!("sampling {doing}…"));
+            // "adaptive sweep on …" says what it does; a fixed job's counts need the verb.
+            let verb = if adaptive_job { "" } else { "sampling " };
+            self.set_info(format!("{verb}{doing}…"));
         }
         self.submit_next();
     }

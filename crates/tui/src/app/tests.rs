@@ -11,6 +11,8 @@ use crate::ExplorerSettings;
 use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
 use anchorscope_engine::{EngineCommand, EngineEvent, EngineStatus};
 
+mod adaptive;
+
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(
         KeyCode::Char(c),

@@ -165,7 +165,7 @@ fn adaptive_lines(app: &App, i: usize, shown: &str) -> Vec<Line<'static>> {
     if crate::app::base_behavior(shown) != record.plan.behavior {
         words.push_str(&format!(" · on {}", record.plan.behavior));
     }
-    let kind = adaptive::MarkerKind::of(state);
+    let kind = adaptive::MarkerKind::of(state, running);
     let key = t.fg(t.muted);
     let mut out = vec![Line::from(vec![
         Span::styled(format!("{:<15}", "adaptive"), key),

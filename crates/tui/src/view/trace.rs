@@ -83,6 +83,7 @@ pub fn marker_style(theme: &Theme, kind: Option<MarkerKind>) -> Style {
     match kind {
         Some(MarkerKind::Sampling) => theme.fg(theme.focus).add_modifier(Modifier::BOLD),
         Some(MarkerKind::Significant) => theme.fg(theme.ok).add_modifier(Modifier::BOLD),
+        Some(MarkerKind::Undecided) => theme.fg(theme.error),
         Some(MarkerKind::Decided | MarkerKind::Waiting) | None => theme.fg(theme.muted),
     }
 }
@@ -268,7 +269,9 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     };
     // After an adaptive sweep on this trace (running or ended): each sentence's state, in a
     // column of its own after the index.
-    let adaptive = app.adaptive_record().map(|r| &r.progress.sentences);
+    let adaptive = app
+        .adaptive_record()
+        .map(|r| (&r.progress.sentences, app.adaptive_running(r)));
     let marker_w = if adaptive.is_some() { 2 } else { 0 };
     let prefix_w = 1 + idx_w + 1 + marker_w + 1 + 3 + 1 + tag_w;
     let text_w = (inner.width as usize).saturating_sub(prefix_w).max(1);
@@ -302,9 +305,9 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
             if k == 0 {
                 let cursor = if selected { '▶' } else { ' ' };
                 spans.push(Span::styled(format!("{cursor}{i:>idx_w$} "), idx_style));
-                if let Some(states) = adaptive {
+                if let Some((states, running)) = adaptive {
                     // A sentence the progress does not cover (another trace length) is blank.
-                    let kind = states.get(i).map(|s| MarkerKind::of(*s));
+                    let kind = states.get(i).map(|s| MarkerKind::of(*s, running));
                     let glyph = kind.map_or(' ', MarkerKind::glyph);
                     spans.push(Span::styled(
                         format!("{glyph} "),
