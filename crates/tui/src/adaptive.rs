@@ -46,8 +46,8 @@ impl MarkerKind {
 }
 
 /// The legend of the markers (help popup).
-pub const MARKER_LEGEND: &str = "adaptive sweep markers: ◌ sampling · ✱ significant · \
-                                 ✓ decided otherwise · · waiting · ? undecided (sweep ended)";
+pub const MARKER_LEGEND: &str =
+    "adaptive: ◌ sampling · ✱ significant · ✓ decided · · waiting · ? undecided (ended)";
 
 /// `1,240`: counts of rollouts read better grouped.
 pub fn thousands(n: u64) -> String {

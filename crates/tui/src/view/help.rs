@@ -34,10 +34,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: u16, hits: &mut 
         Span::styled(format!(" {:<key_w$}  ", "mouse"), t.fg(t.focus)),
         Span::raw("click selects a sentence/row · wheel scrolls"),
     ]));
-    lines.push(Line::from(vec![
-        Span::styled(format!(" {:<key_w$}  ", "adaptive"), t.fg(t.focus)),
-        Span::raw(adaptive_help(app)),
-    ]));
+    for (k, text) in adaptive_help(app).into_iter().enumerate() {
+        let key = if k == 0 { "adaptive" } else { "" };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {key:<key_w$}  "), t.fg(t.focus)),
+            Span::raw(text),
+        ]));
+    }
     lines.push(Line::from(""));
     lines.push(legend(t, 80));
     lines.push(Line::styled(
@@ -63,22 +66,25 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: u16, hits: &mut 
     );
 }
 
-/// What `R` does under this config, and how `A` differs.
-fn adaptive_help(app: &App) -> String {
+/// What `R` does under this config, and how `A` differs (two lines, as narrow as the rows).
+fn adaptive_help(app: &App) -> [String; 2] {
     use crate::action::Action;
     let settings = app.adaptive_settings();
     let (r, a) = (
         app.keymap.hint(&Action::ResampleAll),
         app.keymap.hint(&Action::AdaptiveAll),
     );
-    let plan = format!("n_max {}, round {}", settings.n_max, settings.round);
-    if app.adaptive_by_default() {
-        format!("[sampling] adaptive = true: {r} sweeps adaptively like {a} ({plan})")
+    let first = if app.adaptive_by_default() {
+        format!("[sampling] adaptive = true: {r} sweeps adaptively, as {a} does")
     } else {
         format!(
-            "[sampling] adaptive = false: {r} samples {} at every position; {a} sweeps \
-             adaptively ({plan})",
+            "[sampling] adaptive = false: {r} samples {} at every position",
             crate::app::INTERACTIVE_ROLLOUTS
         )
-    }
+    };
+    let second = format!(
+        "{a}: n_max {}, round {} ([sampling.adaptive_settings])",
+        settings.n_max, settings.round
+    );
+    [first, second]
 }

@@ -302,7 +302,7 @@ fn the_help_says_what_r_does_under_the_config() {
         ),
         (
             true,
-            "[sampling] adaptive = true: R sweeps adaptively like A (n_max 40, round 8)",
+            "[sampling] adaptive = true: R sweeps adaptively, as A does",
         ),
     ] {
         let (mut app, _rx) = app_with(trace("t1", &sentences()), &config(adaptive));
@@ -310,5 +310,10 @@ fn the_help_says_what_r_does_under_the_config() {
         let t = screen(&mut app, 120, 60);
         assert!(t.contains(says), "{t}");
         assert!(t.contains(Action::AdaptiveAll.describe()), "{t}");
+        assert!(
+            t.contains("A: n_max 40, round 8 ([sampling.adaptive_settings])"),
+            "{t}"
+        );
+        assert!(t.contains(crate::adaptive::MARKER_LEGEND), "{t}");
     }
 }
