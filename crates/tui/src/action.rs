@@ -161,7 +161,7 @@ impl Action {
             Action::Export => "export (json / md / html / csv)",
             Action::Resample => "resample the selected sentence (queued behind a running job)",
             Action::ResampleAll => {
-                "resample every position (adaptive when [sampling] adaptive = true; queued)"
+                "resample every position (adaptive if [sampling] adaptive = true)"
             }
             Action::AdaptiveAll => {
                 "adaptive sweep of every position: rounds until each sentence is decided"

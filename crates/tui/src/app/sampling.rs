@@ -28,7 +28,14 @@ impl App {
             return self.set_info(NO_ENGINE.to_string());
         }
         let mut reasons = Vec::new();
-        if let Some(why) = self.unlabelable_behavior() {
+        if let Some(mut why) = self.unlabelable_behavior() {
+            // The sweep cannot stop on a behavior it gets no labels for: say which decides.
+            if let Some(plan) = &adaptive {
+                why.push_str(&format!(
+                    "; the adaptive sweep decides on `{}`",
+                    plan.behavior
+                ));
+            }
             reasons.push(why);
         }
         if !self.model_confirmed.contains(&self.current) {

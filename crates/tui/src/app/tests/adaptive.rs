@@ -166,6 +166,10 @@ fn an_unlabelled_behavior_asks_first_then_the_sweep_decides_on_a_labelled_one() 
     };
     // Both warnings: the behavior and the other model.
     assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].ends_with(&format!("the adaptive sweep decides on `{first_labelled}`")),
+        "{reasons:?}"
+    );
     assert_eq!(adaptive.map(|p| p.behavior), Some(first_labelled.clone()));
     assert!(rx.try_recv().is_err(), "nothing sent before the answer");
     feed(&mut app, [key('y')]);
