@@ -159,9 +159,9 @@ fn decided_sentences_stop_early_and_undecided_ones_reach_n_max() {
         counts[..=2].iter().all(|c| c.n == settings.round),
         "{counts:?}"
     );
-    for i in 4..7 {
+    for (i, state) in states.iter().enumerate().take(7).skip(4) {
         assert_eq!(
-            states[i],
+            *state,
             SentenceState::Resolved(Resolution::Exhausted),
             "{i}"
         );
