@@ -30,6 +30,7 @@ pub enum Action {
     Export,
     Resample,
     ResampleAll,
+    AdaptiveAll,
     Cancel,
     NextRollout,
     PrevRollout,
@@ -70,7 +71,7 @@ pub enum Action {
 
 impl Action {
     /// Actions that can be bound to keys, in the order the help popup lists them.
-    pub const BINDABLE: [Action; 38] = [
+    pub const BINDABLE: [Action; 39] = [
         Action::MoveDown,
         Action::MoveUp,
         Action::First,
@@ -96,6 +97,7 @@ impl Action {
         Action::Export,
         Action::Resample,
         Action::ResampleAll,
+        Action::AdaptiveAll,
         Action::Cancel,
         Action::NextRollout,
         Action::PrevRollout,
@@ -159,7 +161,10 @@ impl Action {
             Action::Export => "export (json / md / html / csv)",
             Action::Resample => "resample the selected sentence (queued behind a running job)",
             Action::ResampleAll => {
-                "resample every position; adaptive with [sampling] adaptive = true"
+                "resample every position (adaptive if [sampling] adaptive = true)"
+            }
+            Action::AdaptiveAll => {
+                "adaptive sweep of every position: rounds until each sentence is decided"
             }
             Action::Cancel => "cancel the running job (in the job list: the selected one)",
             Action::NextRollout => "next rollout in the detail pane",

@@ -19,23 +19,24 @@ use anchorscope_core::behavior::user::label_stored;
 use anchorscope_core::behavior::BehaviorSet;
 use anchorscope_core::export::{export_to_file, ExportFormat};
 use anchorscope_core::loaded::{runs_of, LoadOutcome, LoadedTrace};
-use anchorscope_core::store::runs::PoolMode;
+use anchorscope_core::store::runs::{PoolMode, SamplingConfig};
 use anchorscope_core::trace::LabelValue;
 use anchorscope_engine::{EngineStatus, ModelIdentity};
 
+mod adaptive;
 mod compare;
 mod entry;
 mod list_order;
 mod overlays;
 mod sampling;
 
+pub use adaptive::{base_behavior, plan_behavior};
 pub use compare::CompareView;
 pub use entry::{anchors, largest_shown, top_anchors, TraceEntry};
 pub use list_order::{anchor_count, largest_delta, SortColumn};
 pub use overlays::{
     rollout_text, Confirm, LabelFilter, RolloutBrowser, RolloutFilter, RolloutKind,
 };
-pub(crate) use sampling::adaptive_state_words;
 
 /// The message shown when resampling is asked for without an engine.
 pub const NO_ENGINE: &str =
@@ -191,11 +192,8 @@ pub struct App {
     pub jobs: Jobs,
     options: AnalysisOptions,
     pool_mode: PoolMode,
-    /// `[sampling] adaptive = true`: `R` samples adaptively with these settings.
-    adaptive: Option<anchorscope_core::analysis::adaptive::AdaptiveSettings>,
-    /// The last adaptive look of each trace (by index) in this session: what the markers and
-    /// the detail pane show, kept after the job ends.
-    pub adaptive_views: std::collections::HashMap<usize, anchorscope_engine::AdaptiveProgress>,
+    /// `[sampling]`: whether `R` is adaptive, and the adaptive sweeps' settings.
+    sampling: SamplingConfig,
     behavior_names: Vec<String>,
     /// The offline classifiers that label continuations alone (judge scope `continuation`).
     scope_set: Option<BehaviorSet>,
@@ -282,11 +280,7 @@ impl App {
             jobs: Jobs::default(),
             options: config.analysis.clone(),
             pool_mode,
-            adaptive: config
-                .sampling
-                .adaptive
-                .then(|| config.sampling.adaptive_settings.clone()),
-            adaptive_views: std::collections::HashMap::new(),
+            sampling: config.sampling.clone(),
             behavior_names,
             scope_set,
             clipboard: Box::new(SystemClipboard::default()),
@@ -369,14 +363,6 @@ impl App {
     // ----- queries used by the views -----
 
     /// The analysis settings (similarity threshold, KL smoothing) from the config.
-    /// The last adaptive look of the running job, when it is an adaptive sweep.
-    pub fn running_adaptive(&self) -> Option<&anchorscope_engine::AdaptiveProgress> {
-        let running = self.jobs.running.as_ref()?;
-        running.queued.job.adaptive.as_ref()?;
-        let trace = self.jobs.trace_of.get(&running.queued.job.id)?;
-        self.adaptive_views.get(trace)
-    }
-
     pub fn analysis_options(&self) -> &AnalysisOptions {
         &self.options
     }
@@ -607,7 +593,7 @@ impl App {
                 Some(&i) => self.compare_with(i),
                 None => self.set_error("no trace to compare".into()),
             },
-            Action::Resample | Action::ResampleAll => self.set_info(format!(
+            Action::Resample | Action::ResampleAll | Action::AdaptiveAll => self.set_info(format!(
                 "open a trace first ({} opens the selected row)",
                 self.keymap.hint(&Action::Open)
             )),
@@ -741,7 +727,10 @@ impl App {
             Action::Export => self.popup = Some(Popup::Export { selected: 0 }),
             // Position i (S_i resampled) and i+1 (S_i kept): what the importance of S_i needs.
             Action::Resample => self.resample(vec![self.selected, self.selected + 1]),
+            // `[sampling] adaptive = true` makes a full sweep adaptive, as `A` always is.
+            Action::ResampleAll if self.adaptive_by_default() => self.resample_adaptive(),
             Action::ResampleAll => self.resample((0..=n).collect()),
+            Action::AdaptiveAll => self.resample_adaptive(),
             Action::Cancel => self.cancel_job(),
             Action::NextRollout => {
                 let cursor = self.rollout_cursor();

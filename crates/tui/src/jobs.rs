@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use anchorscope_engine::{Job, JobId};
+use anchorscope_engine::{AdaptivePlan, AdaptiveProgress, Job, JobId};
 
 use crate::engine_hook::JobProgress;
 
@@ -31,6 +31,25 @@ pub struct RunningJob {
     /// Tokens of the rollouts that arrived (for the ETA's tokens per rollout).
     pub arrived_tokens: u64,
     pub arrived: usize,
+    /// An adaptive job's latest decisions (after its last round).
+    pub adaptive: Option<AdaptiveProgress>,
+}
+
+/// The last decisions of an adaptive job on a trace, kept after the job ends so the text
+/// pane's markers stay for the session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptiveRecord {
+    pub job: JobId,
+    pub plan: AdaptivePlan,
+    pub progress: AdaptiveProgress,
+}
+
+/// "adaptive sweep of t1: n_max 100, round 10 · compliance": an adaptive job in the job list.
+pub fn describe_adaptive(trace_id: &str, plan: &AdaptivePlan) -> String {
+    format!(
+        "adaptive sweep of {trace_id}: n_max {}, round {} · {}",
+        plan.settings.n_max, plan.settings.round, plan.behavior
+    )
 }
 
 /// The running job, the waiting ones, and which trace every job id samples.
@@ -42,6 +61,8 @@ pub struct Jobs {
     /// Job id → index of the trace it samples. Kept for a job until it finishes, so rollouts
     /// that arrive after a cancel still join their trace (they are stored data).
     pub trace_of: HashMap<JobId, usize>,
+    /// Trace index → the last adaptive decisions on it this session.
+    pub adaptive_by_trace: HashMap<usize, AdaptiveRecord>,
 }
 
 impl Jobs {
@@ -71,6 +92,7 @@ impl Jobs {
             started: Instant::now(),
             arrived_tokens: 0,
             arrived: 0,
+            adaptive: None,
         });
         Some(job)
     }
@@ -93,10 +115,25 @@ impl Jobs {
         self.running.as_ref().and_then(|r| r.progress.as_ref())
     }
 
+    /// The running job's latest adaptive decisions, once its first round is looked at.
+    pub fn adaptive(&self) -> Option<&AdaptiveProgress> {
+        self.running.as_ref().and_then(|r| r.adaptive.as_ref())
+    }
+
+    /// The last adaptive decisions on trace `trace` (of a running or an ended job).
+    pub fn adaptive_of_trace(&self, trace: usize) -> Option<&AdaptiveRecord> {
+        self.adaptive_by_trace.get(&trace)
+    }
+
     /// Rollouts the running job has still to sample (not stored yet): what quitting loses at
     /// most, besides the queued jobs.
     pub fn unsampled(&self) -> usize {
         let Some(r) = &self.running else { return 0 };
+        // An adaptive job's rounds grow its total: what it may still add is up to n_max
+        // everywhere, less what it holds.
+        if let Some(a) = &r.adaptive {
+            return a.fixed.saturating_sub(a.used) as usize;
+        }
         match &r.progress {
             Some(p) if p.total > 0 => p.total.saturating_sub(p.done),
             // Not started yet: at most every rollout it asked for.
@@ -105,7 +142,7 @@ impl Jobs {
     }
 
     /// Rollouts the queued jobs would sample at most (positions × n; the engine tops up, so
-    /// fewer when some are stored already).
+    /// fewer when some are stored already; an adaptive job's n is its n_max).
     pub fn queued_rollouts(&self) -> usize {
         self.queue
             .iter()
@@ -135,6 +172,26 @@ impl Jobs {
             r.arrived += 1;
             r.arrived_tokens += u64::from(tokens);
         }
+    }
+
+    /// An adaptive job's decisions after a round: kept for the running job and, beyond its
+    /// end, for the trace it samples. Another job's are stale (one job runs at a time).
+    pub fn note_adaptive(&mut self, job: JobId, progress: AdaptiveProgress) {
+        let Some(r) = self.running.as_mut().filter(|r| r.queued.job.id == job) else {
+            return;
+        };
+        let Some(plan) = r.queued.job.adaptive.clone() else {
+            return;
+        };
+        r.adaptive = Some(progress.clone());
+        self.adaptive_by_trace.insert(
+            r.queued.trace,
+            AdaptiveRecord {
+                job,
+                plan,
+                progress,
+            },
+        );
     }
 
     /// New progress of the running job: the ETA from the tokens still to generate at the
@@ -203,6 +260,23 @@ mod tests {
         }
     }
 
+    fn adaptive_job(positions: Vec<usize>) -> Job {
+        let settings = anchorscope_core::analysis::adaptive::AdaptiveSettings {
+            n_max: 50,
+            round: 5,
+            ..Default::default()
+        };
+        Job {
+            n: settings.n_max as usize,
+            adaptive: Some(AdaptivePlan {
+                settings,
+                behavior: "compliance".into(),
+                similarity_threshold: 0.8,
+            }),
+            ..job(positions)
+        }
+    }
+
     #[test]
     fn jobs_wait_in_order_and_start_one_at_a_time() {
         let mut jobs = Jobs::default();
@@ -237,5 +311,45 @@ mod tests {
         let eta = p.eta_s.unwrap();
         assert!(eta > 1.5 && eta <= 2.0, "{eta}");
         assert_eq!(jobs.unsampled(), 2);
+    }
+
+    #[test]
+    fn adaptive_decisions_outlive_their_job_and_stale_ones_are_dropped() {
+        use crate::adaptive::tests::progress;
+        use anchorscope_core::analysis::adaptive::SentenceState;
+        let mut jobs = Jobs::default();
+        let a = jobs.add(adaptive_job(vec![0, 1, 2]), 3, "a".into());
+        let plan = jobs.queue[0].job.adaptive.clone().unwrap();
+        assert_eq!(
+            describe_adaptive("t1", &plan),
+            "adaptive sweep of t1: n_max 50, round 5 · compliance"
+        );
+        // Not started yet: every rollout up to n_max at most.
+        assert_eq!(jobs.queued_rollouts(), 150);
+        jobs.start_next();
+        let first = progress(vec![SentenceState::Sampling; 2], 30, 150, 1);
+        // Another job's decisions are stale.
+        jobs.note_adaptive(a + 1, first.clone());
+        assert!(jobs.adaptive().is_none() && jobs.adaptive_of_trace(3).is_none());
+        jobs.note_adaptive(a, first);
+        let later = progress(vec![SentenceState::Sampling; 2], 60, 150, 2);
+        jobs.note_adaptive(a, later.clone());
+        assert_eq!(jobs.adaptive(), Some(&later), "the latest round wins");
+        // What quitting would lose: up to n_max everywhere, less what is stored.
+        assert_eq!(jobs.unsampled(), 90);
+        jobs.finish_running();
+        assert!(jobs.adaptive().is_none());
+        let kept = jobs.adaptive_of_trace(3).unwrap();
+        assert_eq!((kept.job, &kept.progress, &kept.plan), (a, &later, &plan));
+    }
+
+    #[test]
+    fn a_fixed_job_records_no_adaptive_decisions() {
+        use crate::adaptive::tests::progress;
+        let mut jobs = Jobs::default();
+        let a = jobs.add(job(vec![0]), 0, "a".into());
+        jobs.start_next();
+        jobs.note_adaptive(a, progress(vec![], 0, 0, 1));
+        assert!(jobs.adaptive().is_none() && jobs.adaptive_by_trace.is_empty());
     }
 }

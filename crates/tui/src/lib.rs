@@ -12,6 +12,7 @@
 //! `Backend`, so tests drive the real loop on `TestBackend`.
 
 pub mod action;
+pub mod adaptive;
 pub mod app;
 pub mod clipboard;
 pub mod engine_hook;

@@ -4,7 +4,7 @@
 use super::{App, Popup};
 use crate::action::Action;
 use anchorscope_core::trace::{LabelValue, Rollout};
-use anchorscope_engine::JobId;
+use anchorscope_engine::{AdaptivePlan, JobId};
 
 /// Which rollouts of the selected sentence i the browser lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,6 +108,8 @@ pub enum Confirm {
     Resample {
         positions: Vec<usize>,
         reasons: Vec<String>,
+        /// The sweep is adaptive, on this plan.
+        adaptive: Option<AdaptivePlan>,
     },
 }
 
@@ -295,9 +297,13 @@ impl App {
         }
         match question {
             Confirm::Quit => self.should_quit = true,
-            Confirm::Resample { positions, .. } => {
+            Confirm::Resample {
+                positions,
+                adaptive,
+                ..
+            } => {
                 self.model_confirmed.insert(self.current);
-                self.queue_resample(positions);
+                self.queue_resample(positions, adaptive);
             }
         }
     }

@@ -1,22 +1,41 @@
 //! Resampling from the explorer: checks before sampling (the model, the behavior), the job
 //! queue, cancelling, and the engine's messages.
 
+use super::adaptive::base_behavior;
 use super::{App, Confirm, Popup, StatusMessage, INTERACTIVE_ROLLOUTS, NO_ENGINE};
-use anchorscope_core::analysis::THEIRS_SUFFIX;
-use anchorscope_core::behavior::scope::{label_continuations, CONTINUATION_SUFFIX};
+use crate::adaptive::summary;
+use crate::jobs::describe_adaptive;
+use anchorscope_core::behavior::scope::label_continuations;
 use anchorscope_core::loaded::runs_of;
-use anchorscope_engine::{EngineCommand, EngineEvent, JobId, ModelIdentity};
+use anchorscope_engine::{AdaptivePlan, EngineCommand, EngineEvent, JobId, ModelIdentity};
 
 impl App {
     /// `r` / `R`: sample at `positions` of the open trace, after saying what would make the
     /// numbers mean something else (another model wrote the trace; the behavior cannot be
     /// labelled here).
     pub(crate) fn resample(&mut self, positions: Vec<usize>) {
+        self.request_sampling(positions, None);
+    }
+
+    /// Sample at `positions`, adaptively when `adaptive` is given, once the checks pass or the
+    /// user said yes to what they found.
+    pub(crate) fn request_sampling(
+        &mut self,
+        positions: Vec<usize>,
+        adaptive: Option<AdaptivePlan>,
+    ) {
         if self.engine.is_none() {
             return self.set_info(NO_ENGINE.to_string());
         }
         let mut reasons = Vec::new();
-        if let Some(why) = self.unlabelable_behavior() {
+        if let Some(mut why) = self.unlabelable_behavior() {
+            // The sweep cannot stop on a behavior it gets no labels for: say which decides.
+            if let Some(plan) = &adaptive {
+                why.push_str(&format!(
+                    "; the adaptive sweep decides on `{}`",
+                    plan.behavior
+                ));
+            }
             reasons.push(why);
         }
         if !self.model_confirmed.contains(&self.current) {
@@ -25,9 +44,13 @@ impl App {
             }
         }
         if reasons.is_empty() {
-            self.queue_resample(positions);
+            self.queue_resample(positions, adaptive);
         } else {
-            self.popup = Some(Popup::Confirm(Confirm::Resample { positions, reasons }));
+            self.popup = Some(Popup::Confirm(Confirm::Resample {
+                positions,
+                reasons,
+                adaptive,
+            }));
         }
     }
 
@@ -35,10 +58,7 @@ impl App {
     /// `correct` or `blackmail`): new rollouts would carry no such label.
     fn unlabelable_behavior(&self) -> Option<String> {
         let shown = self.behavior_name();
-        let base = shown
-            .strip_suffix(THEIRS_SUFFIX)
-            .or_else(|| shown.strip_suffix(CONTINUATION_SUFFIX))
-            .unwrap_or(&shown);
+        let base = base_behavior(&shown);
         if shown == "none" || self.behavior_names.iter().any(|n| n == base) {
             return None;
         }
@@ -69,37 +89,41 @@ impl App {
         }
     }
 
-    /// Queue a job for the open trace and start it when nothing runs.
-    pub(crate) fn queue_resample(&mut self, positions: Vec<usize>) {
+    /// Queue a job for the open trace (adaptive when `adaptive` is given) and start it when
+    /// nothing runs.
+    pub(crate) fn queue_resample(&mut self, positions: Vec<usize>, adaptive: Option<AdaptivePlan>) {
         let Some(entry) = self.entry() else { return };
-        let what = match positions.as_slice() {
-            [i, _] => format!(
-                "{} S{i} · {INTERACTIVE_ROLLOUTS} rollouts at positions {i}, {}",
-                entry.loaded.trace.id,
+        let id = &entry.loaded.trace.id;
+        let what = match (&adaptive, positions.as_slice()) {
+            (Some(plan), _) => describe_adaptive(id, plan),
+            (None, [i, _]) => format!(
+                "{id} S{i} · {INTERACTIVE_ROLLOUTS} rollouts at positions {i}, {}",
                 i + 1
             ),
-            all => format!(
-                "{} · {INTERACTIVE_ROLLOUTS} rollouts at all {} positions",
-                entry.loaded.trace.id,
+            (None, all) => format!(
+                "{id} · {INTERACTIVE_ROLLOUTS} rollouts at all {} positions",
                 all.len()
             ),
         };
-        // A sweep of every position is adaptive when the config says so.
-        let sweep = positions.len() == entry.loaded.trace.positions() && positions.len() > 2;
-        let adaptive = if sweep { self.adaptive_plan() } else { None };
-        let what = match &adaptive {
-            Some(plan) => format!(
-                "{} · adaptive sweep on {}: n_max {}, rounds of {}",
-                entry.loaded.trace.id, plan.behavior, plan.settings.n_max, plan.settings.round
+        // The worker ignores `n` for an adaptive job; n_max there keeps the queue's "at most"
+        // counts (quit warning) true.
+        let n = adaptive
+            .as_ref()
+            .map_or(INTERACTIVE_ROLLOUTS, |p| p.settings.n_max as usize);
+        let doing = match &adaptive {
+            Some(plan) => self.adaptive_doing(plan),
+            None => format!(
+                "{INTERACTIVE_ROLLOUTS} rollouts at {} position(s)",
+                positions.len()
             ),
-            None => what,
         };
+        let adaptive_job = adaptive.is_some();
         let template = anchorscope_engine::Job {
             id: 0,
             trace: std::sync::Arc::new(entry.loaded.trace.clone()),
             store_path: entry.loaded.store_path.clone(),
             positions,
-            n: INTERACTIVE_ROLLOUTS,
+            n,
             sampler: entry
                 .loaded
                 .trace
@@ -109,53 +133,20 @@ impl App {
                 .unwrap_or_default(),
             adaptive,
         };
-        let count = template.positions.len();
-        let adaptive_sweep = template.adaptive.is_some();
         let waiting = self.jobs.busy();
         self.jobs.add(template, self.current, what);
         if waiting {
             let ahead = self.jobs.queue.len() - 1 + usize::from(self.jobs.running.is_some());
             self.set_info(format!(
-                "queued behind {ahead} job(s) ({} lists jobs): {INTERACTIVE_ROLLOUTS} rollouts \
-                 at {count} position(s)",
+                "queued behind {ahead} job(s) ({} lists jobs): {doing}",
                 self.keymap.hint(&crate::action::Action::JobList)
             ));
-        } else if adaptive_sweep {
-            self.set_info(format!(
-                "adaptive sweep of {count} positions: rounds until each sentence is decided…"
-            ));
         } else {
-            self.set_info(format!(
-                "sampling {INTERACTIVE_ROLLOUTS} rollouts at {count} position(s)…"
-            ));
+            // "adaptive sweep on …" says what it does; a fixed job's counts need the verb.
+            let verb = if adaptive_job { "" } else { "sampling " };
+            self.set_info(format!("{verb}{doing}…"));
         }
         self.submit_next();
-    }
-
-    /// The adaptive plan of a sweep when `[sampling] adaptive = true`: it decides on the
-    /// coloring behavior when a classifier labels it here, else on compliance, else on the
-    /// first labelled behavior.
-    fn adaptive_plan(&self) -> Option<anchorscope_engine::AdaptivePlan> {
-        let settings = self.adaptive.clone()?;
-        let shown = self.behavior_name();
-        let base = shown
-            .strip_suffix(THEIRS_SUFFIX)
-            .or_else(|| shown.strip_suffix(CONTINUATION_SUFFIX))
-            .unwrap_or(&shown)
-            .to_string();
-        let labelled = |b: &str| self.behavior_names.iter().any(|n| n == b);
-        let behavior = if labelled(&base) {
-            base
-        } else if labelled("compliance") {
-            "compliance".to_string()
-        } else {
-            self.behavior_names.first()?.clone()
-        };
-        Some(anchorscope_engine::AdaptivePlan {
-            settings,
-            behavior,
-            similarity_threshold: self.analysis_options().similarity_threshold,
-        })
     }
 
     /// Send the next queued job when nothing runs.
@@ -263,39 +254,35 @@ impl App {
                 self.set_error(format!("engine: {message}"));
             }
             EngineEvent::Error { .. } => {}
-            EngineEvent::Adaptive { job, progress } => {
-                if let Some(&index) = self.jobs.trace_of.get(&job) {
-                    self.adaptive_views.insert(index, *progress);
-                }
-            }
+            EngineEvent::Adaptive { job, progress } => self.jobs.note_adaptive(job, *progress),
             EngineEvent::Finished { job, cancelled } => {
-                let trace = self.jobs.trace_of.remove(&job);
+                self.jobs.trace_of.remove(&job);
                 if !self.jobs.is_current(job) {
                     return;
                 }
-                let done = self
-                    .jobs
-                    .finish_running()
-                    .and_then(|r| r.progress)
-                    .map(|p| (p.done, p.total));
+                let ended = self.jobs.finish_running();
+                let adaptive = ended.as_ref().and_then(|r| r.adaptive.clone());
+                let done = ended.and_then(|r| r.progress).map(|p| (p.done, p.total));
                 let keep_error = self
                     .status
                     .as_ref()
                     .is_some_and(|s| s.is_error && !s.from_engine);
-                let text = match (cancelled, done) {
-                    (true, Some((d, t))) => format!("job cancelled ({d}/{t} rollouts stored)"),
-                    (true, None) => "job cancelled".to_string(),
-                    (false, Some((d, t))) if d < t => format!("job ended with {d}/{t} rollouts"),
-                    (false, Some((_, 0))) => {
+                let text = match (cancelled, done, adaptive) {
+                    // An adaptive sweep ends with what it decided and what it saved.
+                    (true, _, Some(a)) => format!("adaptive sweep cancelled: {}", summary(&a)),
+                    (false, _, Some(a)) => format!("adaptive sweep finished: {}", summary(&a)),
+                    (true, Some((d, t)), None) => {
+                        format!("job cancelled ({d}/{t} rollouts stored)")
+                    }
+                    (true, None, None) => "job cancelled".to_string(),
+                    (false, Some((d, t)), None) if d < t => {
+                        format!("job ended with {d}/{t} rollouts")
+                    }
+                    (false, Some((_, 0)), None) => {
                         "nothing to sample: every position has enough rollouts".to_string()
                     }
-                    (false, Some((d, _))) => format!("job finished: {d} rollouts"),
-                    (false, None) => "job finished".to_string(),
-                };
-                // An adaptive sweep says what it saved against the fixed design.
-                let text = match trace.and_then(|t| self.adaptive_views.get(&t)) {
-                    Some(p) if !cancelled => format!("{text}; {}", adaptive_summary(p)),
-                    _ => text,
+                    (false, Some((d, _)), None) => format!("job finished: {d} rollouts"),
+                    (false, None, None) => "job finished".to_string(),
                 };
                 // An error of this job (e.g. the model is missing) stays visible.
                 if !keep_error {
@@ -360,44 +347,6 @@ pub fn same_model(
     let theirs = squash(trace_model?);
     let ours = squash(&engine.model);
     Some(!theirs.is_empty() && (ours.contains(&theirs) || theirs.contains(&ours)))
-}
-
-/// `31/40 sentences resolved · 1240 of 4100 rollouts (70% saved)`.
-pub(crate) fn adaptive_summary(p: &anchorscope_engine::AdaptiveProgress) -> String {
-    let saved = p.saved_percent();
-    format!(
-        "adaptive: {}/{} sentences resolved · {} of {} rollouts ({saved:.0}% saved)",
-        p.resolved, p.total, p.used, p.fixed
-    )
-}
-
-/// How the adaptive policy stands on one sentence, in words (the detail pane).
-pub(crate) fn adaptive_state_words(
-    state: &anchorscope_core::analysis::adaptive::SentenceState,
-    importance: anchorscope_core::analysis::ImportanceKind,
-) -> String {
-    let which = match importance {
-        anchorscope_core::analysis::ImportanceKind::Counterfactual => "counterfactual",
-        anchorscope_core::analysis::ImportanceKind::Resampling => "resampling",
-    };
-    use anchorscope_core::analysis::adaptive::{Resolution, SentenceState};
-    match state {
-        SentenceState::Waiting => "adaptive: waiting for the sparse phase".into(),
-        SentenceState::Sampling => "adaptive: sampling (undecided)".into(),
-        SentenceState::Resolved(r) => match r {
-            Resolution::Significant { delta, n } => format!(
-                "adaptive: resolved, {which} importance significant (Δ {delta:+.2} at n = {n})"
-            ),
-            Resolution::Precise { delta } => {
-                format!("adaptive: resolved, interval narrower than ±ε (Δ {delta:+.2})")
-            }
-            Resolution::Futile => format!(
-                "adaptive: resolved, futile: little chance that its {which} importance ends significant at n_max"
-            ),
-            Resolution::Exhausted => "adaptive: resolved at n_max, undecided".into(),
-            Resolution::Skipped => "adaptive: skipped (flat stretch in the sparse phase)".into(),
-        },
-    }
 }
 
 #[cfg(test)]

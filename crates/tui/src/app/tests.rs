@@ -11,6 +11,8 @@ use crate::ExplorerSettings;
 use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence, Trace};
 use anchorscope_engine::{EngineCommand, EngineEvent, EngineStatus};
 
+mod adaptive;
+
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(
         KeyCode::Char(c),
@@ -626,112 +628,4 @@ fn the_explorer_pools_runs_as_stats_does() {
         .unwrap()
         .positions[0];
     assert_eq!((rate.k, rate.m), (3, 4), "mixing was asked for");
-}
-
-#[test]
-fn with_adaptive_in_the_config_r_sweeps_adaptively_and_the_screen_shows_each_sentence() {
-    use anchorscope_core::analysis::adaptive::{PositionState, Resolution, SentenceState};
-    use anchorscope_core::analysis::ImportanceKind;
-    use ratatui::backend::TestBackend;
-    use ratatui::Terminal;
-    // Without the setting, R is the fixed sweep.
-    let (tx, rx) = mpsc::channel::<EngineCommand>();
-    let mut app = single_app().with_engine(Box::new(tx));
-    feed(&mut app, [key('R')]);
-    let EngineCommand::Submit(fixed) = rx.try_recv().unwrap() else {
-        panic!("expected a submit")
-    };
-    assert!(fixed.adaptive.is_none());
-
-    let mut config = ExplorerSettings::default();
-    config.sampling.adaptive = true;
-    config.sampling.adaptive_settings.n_max = 40;
-    let outcome = LoadOutcome {
-        traces: vec![loaded(trace("t1", &sentences()), Vec::new())],
-        errors: Vec::new(),
-    };
-    let (tx, rx) = mpsc::channel::<EngineCommand>();
-    let mut app = App::new(outcome, &config)
-        .unwrap()
-        .with_engine(Box::new(tx));
-    // `r` on one sentence stays fixed; `R` over every position is adaptive.
-    feed(&mut app, [key('r')]);
-    let EngineCommand::Submit(one) = rx.try_recv().unwrap() else {
-        panic!("expected a submit")
-    };
-    assert!(one.adaptive.is_none());
-    app.on_engine_event(EngineEvent::Finished {
-        job: one.id,
-        cancelled: false,
-    });
-    feed(&mut app, [key('R')]);
-    let EngineCommand::Submit(job) = rx.try_recv().unwrap() else {
-        panic!("expected a submit")
-    };
-    let plan = job.adaptive.clone().expect("an adaptive sweep");
-    assert_eq!(plan.settings.n_max, 40);
-    assert!(
-        app.behavior_names.contains(&plan.behavior),
-        "{}",
-        plan.behavior
-    );
-
-    // The worker's look: S0 significant, S1 futile, the rest sampling.
-    let n = app.sentence_count();
-    let mut sentences = vec![SentenceState::Sampling; n];
-    sentences[0] = SentenceState::Resolved(Resolution::Significant { delta: 0.5, n: 20 });
-    sentences[1] = SentenceState::Resolved(Resolution::Futile);
-    app.on_engine_event(EngineEvent::Adaptive {
-        job: job.id,
-        progress: Box::new(anchorscope_engine::AdaptiveProgress {
-            sentences,
-            positions: vec![PositionState::Sampling; n + 1],
-            resolved: 2,
-            total: n,
-            used: 60,
-            fixed: 40 * (n as u64 + 1),
-            round: 2,
-            importance: ImportanceKind::Counterfactual,
-            notes: Vec::new(),
-        }),
-    });
-    app.on_engine_event(EngineEvent::Progress {
-        job: job.id,
-        done: 60,
-        total: 80,
-        tokens_per_s: 100.0,
-    });
-    feed(&mut app, [key('j')]); // select S1: S0 shows its marker
-    let mut term = Terminal::new(TestBackend::new(140, 30)).unwrap();
-    crate::draw(&mut term, &mut app).unwrap();
-    let buffer = term.backend().buffer().clone();
-    let row = |y: u16| -> String {
-        (0..140)
-            .map(|x| buffer[(x, y)].symbol().to_string())
-            .collect()
-    };
-    let screen: Vec<String> = (0..30).map(row).collect();
-    let all = screen.join("\n");
-    assert!(
-        screen.iter().any(|l| l.contains("✱ 0 ")),
-        "S0 is marked significant:\n{all}"
-    );
-    assert!(
-        screen.iter().any(|l| l.contains("◌ 2 ")),
-        "S2 is marked sampling:\n{all}"
-    );
-    assert!(
-        all.contains("adaptive: resolved, futile"),
-        "the detail pane says why S1 stopped:\n{all}"
-    );
-    let gauge = format!("2/{n} resolved · 60/{} of fixed", 40 * (n + 1));
-    assert!(all.contains(&gauge), "the gauge shows {gauge}:\n{all}");
-    // Finished: the status says what the sweep saved, and the markers stay.
-    app.on_engine_event(EngineEvent::Finished {
-        job: job.id,
-        cancelled: false,
-    });
-    let status = app.status.clone().unwrap().text;
-    assert!(status.contains("% saved"), "{status}");
-    assert!(app.adaptive_views.contains_key(&app.current));
 }

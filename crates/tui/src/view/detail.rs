@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use super::trace::Mark;
 use super::wrap::truncate;
+use crate::adaptive;
 use crate::app::{App, Pane};
 use anchorscope_core::analysis::groups;
 use anchorscope_core::analysis::{
@@ -148,6 +149,41 @@ pub fn imported_facts(
     out
 }
 
+/// The selected sentence's adaptive state ("resolved — significant at n=40 (Δ +0.32)") and
+/// its two positions, after an adaptive sweep on the open trace; nothing otherwise.
+fn adaptive_lines(app: &App, i: usize, shown: &str) -> Vec<Line<'static>> {
+    let Some(record) = app.adaptive_record() else {
+        return Vec::new();
+    };
+    let Some(state) = record.progress.sentences.get(i).copied() else {
+        return Vec::new();
+    };
+    let t = &app.theme;
+    let running = app.adaptive_running(record);
+    let mut words = adaptive::state_words(state, &record.plan.settings, running);
+    // Decided on another behavior than the one shown: say which.
+    if crate::app::base_behavior(shown) != record.plan.behavior {
+        words.push_str(&format!(" · on {}", record.plan.behavior));
+    }
+    let kind = adaptive::MarkerKind::of(state, running);
+    let key = t.fg(t.muted);
+    let mut out = vec![Line::from(vec![
+        Span::styled(format!("{:<15}", "adaptive"), key),
+        Span::styled(
+            format!("{} ", kind.glyph()),
+            super::trace::marker_style(t, Some(kind)),
+        ),
+        Span::raw(words),
+    ])];
+    if let Some(positions) = adaptive::positions_of(&record.progress, i) {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<15}", "positions"), key),
+            Span::raw(positions),
+        ]));
+    }
+    out
+}
+
 /// Who produced the labels of `behavior`: a note for the rule-based AF judge.
 fn classifier_note(rollouts: &[Rollout], behavior: &str) -> Option<String> {
     let label = rollouts.iter().find_map(|r| r.labels.get(behavior))?;
@@ -222,16 +258,6 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     if let Some(summary) = entry.pool_summary() {
         lines.push(kv("runs", summary));
     }
-    // The adaptive policy's decision on this sentence (after an adaptive sweep).
-    if let Some(state) = app
-        .adaptive_views
-        .get(&app.current)
-        .and_then(|p| p.sentences.get(i).map(|s| (s, p)))
-    {
-        let (state, p) = state;
-        let words = crate::app::adaptive_state_words(state, p.importance);
-        lines.push(Line::styled(words, muted));
-    }
     if let Some(b) = behavior {
         let m = b.sentences.get(i);
         if let MetricSource::Imported { note } = &b.source {
@@ -248,6 +274,8 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 ]));
             }
         }
+        // Right under the importance: whether an adaptive sweep is still sampling it.
+        lines.extend(adaptive_lines(app, i, &name));
         match (&b.source, m) {
             (MetricSource::Imported { .. }, _) => {
                 lines.push(kv("rate at i", fmt_opt(b.rate_value(i))));

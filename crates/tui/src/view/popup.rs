@@ -85,6 +85,7 @@ pub fn render_jobs(frame: &mut Frame, area: Rect, app: &App, selected: usize) {
             Span::styled(format!("{state:<state_w$} "), style),
             Span::raw(format!("{what} ")),
         ]));
+        lines.extend(adaptive_job_lines(app, *id));
     }
     lines.push(Line::styled(
         format!(
@@ -107,6 +108,31 @@ pub fn render_jobs(frame: &mut Frame, area: Rect, app: &App, selected: usize) {
         ),
         popup,
     );
+}
+
+/// Under an adaptive job that has looked at its first round: what it decided and saved, the
+/// round and the importance that decides, and the engine's notes on how it decided.
+fn adaptive_job_lines(app: &App, id: anchorscope_engine::JobId) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(a) = app.jobs.adaptive().filter(|_| app.jobs.is_current(id)) else {
+        return Vec::new();
+    };
+    let indent = "      ";
+    let mut lines = vec![
+        Line::from(format!("{indent}adaptive: {}", crate::adaptive::summary(a))),
+        Line::styled(
+            format!(
+                "{indent}round {} · {} importance decides",
+                a.round,
+                crate::app::importance_label(a.importance)
+            ),
+            t.fg(t.muted),
+        ),
+    ];
+    for note in &a.notes {
+        lines.push(Line::styled(format!("{indent}note: {note}"), t.fg(t.muted)));
+    }
+    lines
 }
 
 /// "running 3/32 · 120 tok/s · ETA 42s", "starting…" or "queued #k".

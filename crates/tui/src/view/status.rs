@@ -10,6 +10,7 @@ use ratatui::Frame;
 use crate::action::Action;
 use crate::app::{importance_label, App, Screen};
 use crate::engine_hook::format_eta;
+use anchorscope_engine::AdaptiveProgress;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
@@ -174,26 +175,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let queued = app.jobs.queue.len();
-    let (label, ratio) = match app.jobs.progress() {
-        Some(p) => {
+    let (label, ratio) = match (app.jobs.adaptive(), app.jobs.progress()) {
+        // An adaptive sweep's rounds grow its total: sentences resolved say more.
+        (Some(a), _) => adaptive_gauge(a, area.width as usize, queued),
+        (None, Some(p)) => {
             let compact = area.width < 30;
             let mut label = if compact {
                 format!(" {}/{}", p.done, p.total)
             } else {
                 format!(" {}/{} · {:.0} tok/s", p.done, p.total, p.tokens_per_s)
             };
-            // An adaptive sweep: sentences resolved, and rollouts used against the fixed
-            // design's. Its total grows each round, so an ETA would mislead.
-            if let Some(a) = app.running_adaptive() {
-                label.push_str(&if compact {
-                    format!(" · {}/{}", a.resolved, a.total)
-                } else {
-                    format!(
-                        " · {}/{} resolved · {}/{} of fixed",
-                        a.resolved, a.total, a.used, a.fixed
-                    )
-                });
-            } else if let Some(eta) = p.eta_s {
+            if let Some(eta) = p.eta_s {
                 label.push_str(&format!(" · ETA {}", format_eta(eta)));
             }
             if queued > 0 {
@@ -205,7 +197,7 @@ fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
             }
             (label, p.ratio())
         }
-        None => (" starting…".to_string(), 0.0),
+        (None, None) => (" starting…".to_string(), 0.0),
     };
     let gauge = LineGauge::default()
         .ratio(ratio)
@@ -213,6 +205,29 @@ fn render_gauge(frame: &mut Frame, area: Rect, app: &App) {
         .filled_style(t.fg(t.ok))
         .unfilled_style(t.fg(t.muted));
     frame.render_widget(gauge, area);
+}
+
+/// `adaptive: 31/40 resolved · 1,240 vs 4,100 (70% saved)` down to `31/40`, the longest that
+/// leaves some of the line in `width`; the ratio is the share of sentences resolved.
+fn adaptive_gauge(a: &AdaptiveProgress, width: usize, queued: usize) -> (String, f64) {
+    let room = width.saturating_sub(3);
+    let labels = crate::adaptive::gauge_labels(a);
+    let mut label = labels
+        .iter()
+        .find(|l| l.chars().count() <= room)
+        .or(labels.last())
+        .cloned()
+        .unwrap_or_default();
+    let more = format!(" +{queued}");
+    if queued > 0 && label.chars().count() + more.len() <= room {
+        label.push_str(&more);
+    }
+    let ratio = if a.total == 0 {
+        1.0
+    } else {
+        (a.resolved as f64 / a.total as f64).clamp(0.0, 1.0)
+    };
+    (label, ratio)
 }
 
 /// `text` cut to `width` characters in the middle, keeping its last word (the device).

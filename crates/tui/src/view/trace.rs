@@ -10,6 +10,7 @@ use ratatui::Frame;
 use super::layout::trace_panes;
 use super::wrap::wrap;
 use super::{chart, detail};
+use crate::adaptive::MarkerKind;
 use crate::app::{anchors, importance_label, top_anchors, App, Hits, Pane};
 use crate::theme::Theme;
 use anchorscope_core::analysis::{BehaviorAnalysis, Direction, ImportanceKind, Shade, ShadeRule};
@@ -73,6 +74,17 @@ impl Mark {
             }
             _ => "   ",
         }
+    }
+}
+
+/// The adaptive marker's color: sampling stands out, significant reads as found, the rest
+/// stays quiet.
+pub fn marker_style(theme: &Theme, kind: Option<MarkerKind>) -> Style {
+    match kind {
+        Some(MarkerKind::Sampling) => theme.fg(theme.focus).add_modifier(Modifier::BOLD),
+        Some(MarkerKind::Significant) => theme.fg(theme.ok).add_modifier(Modifier::BOLD),
+        Some(MarkerKind::Undecided) => theme.fg(theme.error),
+        Some(MarkerKind::Decided | MarkerKind::Waiting) | None => theme.fg(theme.muted),
     }
 }
 
@@ -255,7 +267,13 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     } else {
         0
     };
-    let prefix_w = 1 + idx_w + 1 + 1 + 3 + 1 + tag_w;
+    // After an adaptive sweep on this trace (running or ended): each sentence's state, in a
+    // column of its own after the index.
+    let adaptive = app
+        .adaptive_record()
+        .map(|r| (&r.progress.sentences, app.adaptive_running(r)));
+    let marker_w = if adaptive.is_some() { 2 } else { 0 };
+    let prefix_w = 1 + idx_w + 1 + marker_w + 1 + 3 + 1 + tag_w;
     let text_w = (inner.width as usize).saturating_sub(prefix_w).max(1);
     let matches = app.matches(&app.query);
     let rule = app.analysis_options().shade_rule();
@@ -285,13 +303,17 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
         for (k, chunk) in wrap(&s.text, text_w).into_iter().enumerate() {
             let mut spans = Vec::with_capacity(4);
             if k == 0 {
-                // After an adaptive sweep the cursor column marks each sentence's state.
-                let cursor = if selected {
-                    '▶'
-                } else {
-                    adaptive_marker(app, i)
-                };
+                let cursor = if selected { '▶' } else { ' ' };
                 spans.push(Span::styled(format!("{cursor}{i:>idx_w$} "), idx_style));
+                if let Some((states, running)) = adaptive {
+                    // A sentence the progress does not cover (another trace length) is blank.
+                    let kind = states.get(i).map(|s| MarkerKind::of(*s, running));
+                    let glyph = kind.map_or(' ', MarkerKind::glyph);
+                    spans.push(Span::styled(
+                        format!("{glyph} "),
+                        marker_style(&app.theme, kind),
+                    ));
+                }
                 spans.push(Span::styled(
                     format!("{}{} ", mark.glyph(), mark.bar()),
                     glyph_style,
@@ -337,23 +359,6 @@ fn render_text(frame: &mut Frame, area: Rect, app: &App, behavior_idx: usize, hi
     }
     hits.visible_sentences = seen.len().saturating_sub(1).max(1);
     frame.render_widget(Paragraph::new(visible).style(Style::default()), inner);
-}
-
-/// `◌` sampling, `✱` resolved significant, `✓` resolved otherwise, `·` waiting, ` ` when no
-/// adaptive sweep ran on the trace in this session.
-fn adaptive_marker(app: &App, i: usize) -> char {
-    use anchorscope_core::analysis::adaptive::SentenceState;
-    match app
-        .adaptive_views
-        .get(&app.current)
-        .and_then(|p| p.sentences.get(i))
-    {
-        Some(SentenceState::Sampling) => '◌',
-        Some(SentenceState::Resolved(r)) if r.significant() => '✱',
-        Some(SentenceState::Resolved(_)) => '✓',
-        Some(SentenceState::Waiting) => '·',
-        None => ' ',
-    }
 }
 
 #[cfg(test)]
