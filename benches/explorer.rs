@@ -84,6 +84,7 @@ fn rollout(seq: &mut Sequence, seed: u64) -> Rollout {
         labels,
         similarity: Some((seq.next() % 100) as f32 / 100.0),
         run: None,
+        recurrence: None,
     }
 }
 

@@ -14,8 +14,9 @@ use anchorscope::analysis::adaptive::PositionCounts;
 use anchorscope::analysis::{newcombe, Difference, Rate};
 use anchorscope::config::Config;
 use anchorscope::engine::{worker, Job};
+use anchorscope::store::derived::{derived_path_for, save_derived, Saved};
 use anchorscope::store::runs::{pool, PoolMode};
-use anchorscope::store::{read_rollouts, save_trace, store_path_for};
+use anchorscope::store::{read_rollouts, store_path_for};
 use anchorscope::trace::intervention::{
     continuation_position, derive, parent_position, resilience, tier_of, Edit,
 };
@@ -161,7 +162,9 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
     let derived = derive(parent, edit.clone())
         .with_context(|| format!("{}: {}", loaded.path.display(), parent.id))?;
     let derived_path = derived_path_for(&loaded.path, &derived.id);
-    write_derived(&derived_path, &derived)?;
+    if save_derived(&derived_path, &derived)? == Saved::Written {
+        eprintln!("derived trace: {}", derived_path.display());
+    }
     let derived_store = store_path_for(&derived_path);
 
     // Both sides are sampled with the same settings: the parent's manifest, then the flags.
@@ -239,9 +242,7 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
         })
         .collect();
     let resilience = match &edit {
-        Edit::Delete { sentence } if !args.no_embedder => {
-            deleted_content_back(parent, *sentence, &after, config, &mut notes)
-        }
+        Edit::Delete { .. } => deleted_content_back(&after, &derived_positions, config, &mut notes),
         _ => None,
     };
     let report = Report {
@@ -288,53 +289,6 @@ fn edit_of(args: &InterveneArgs, parent: &Trace) -> anyhow::Result<Edit> {
     }
 }
 
-/// `DIR/<derived id>.json` beside the parent's file (or inside the parent's folder).
-fn derived_path_for(parent_path: &Path, id: &str) -> PathBuf {
-    let dir = if parent_path.is_dir() {
-        parent_path.to_path_buf()
-    } else {
-        parent_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-    };
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(format!("{safe}.json"))
-}
-
-/// Write the derived trace, or reuse the one already there (its rollouts are topped up) when it
-/// is the same; a different trace under that name is an error rather than overwritten.
-fn write_derived(path: &Path, trace: &Trace) -> anyhow::Result<()> {
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let existing: Trace = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a derived trace", path.display()))?;
-        if existing.derived == trace.derived
-            && existing.response == trace.response
-            && existing.prompt == trace.prompt
-        {
-            return Ok(());
-        }
-        bail!(
-            "{} exists and holds another trace; move it away to make this intervention again",
-            path.display()
-        );
-    }
-    save_trace(path, trace).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("derived trace: {}", path.display());
-    Ok(())
-}
-
 /// The rollouts of a store that pool (as the config says), with the pool's summary noted.
 fn pooled(store: &Path, mode: PoolMode, notes: &mut Vec<String>) -> anyhow::Result<Vec<Rollout>> {
     if !store.exists() {
@@ -377,57 +331,30 @@ fn rate_at(rollouts: &[Rollout], position: usize, behavior: &str) -> Rate {
     counts.rate
 }
 
-/// Resilience of a deleted sentence: the continuations' reasoning (up to its closing tag)
-/// split into sentences, each compared with S_i by the embedder.
+/// Resilience of a deleted sentence from the rollouts after the deletion: each records how
+/// close its reasoning came to S_i (the worker computes it with the sentence embedder).
 fn deleted_content_back(
-    parent: &Trace,
-    sentence: usize,
     after: &[Rollout],
+    positions: &[usize],
     config: &Config,
     notes: &mut Vec<String>,
 ) -> Option<Resilience> {
-    use anchorscope::engine::embed::{cosine, SentenceEmbedder};
-    let target_text = parent.sentences.get(sentence)?.text.clone();
-    let dir = anchorscope::engine::install::embedder_dir();
-    let embedder = match SentenceEmbedder::load(&dir, &candle_core::Device::Cpu) {
-        Ok(e) => e,
-        Err(e) => {
-            notes.push(format!(
-                "resilience needs the sentence embedder (`anchorscope model install`): {e}"
-            ));
-            return None;
-        }
-    };
-    let target = embedder.embed(&[target_text.as_str()]).ok()?.pop()?;
+    let sampled = after.iter().filter(|r| positions.contains(&r.position));
     let threshold = config.analysis.similarity_threshold;
-    let reasoning: Vec<&str> = after.iter().map(|r| reasoning_part(&r.text)).collect();
-    let mut failed = false;
-    let rate = resilience(reasoning, &config.split, threshold, |s| {
-        match embedder.embed(&[s]).ok().and_then(|mut v| v.pop()) {
-            Some(v) => cosine(&v, &target),
-            None => {
-                failed = true;
-                0.0
-            }
-        }
-    });
-    if failed {
-        notes.push("the embedder failed on some sentences; they count as not similar".into());
+    let rate = resilience(sampled, threshold);
+    if rate.m == 0 {
+        notes.push(
+            "no resilience: no rollout after the deletion was compared with the deleted \
+             sentence (the sentence embedder was off or not installed: `anchorscope model \
+             install`)"
+                .into(),
+        );
+        return None;
     }
     Some(Resilience {
         threshold,
         rate: rate.into(),
     })
-}
-
-/// The continuation up to the end of its reasoning.
-fn reasoning_part(text: &str) -> &str {
-    let end = ["</SCRATCHPAD_REASONING>", "</think>"]
-        .iter()
-        .filter_map(|tag| text.find(tag))
-        .min()
-        .unwrap_or(text.len());
-    &text[..end]
 }
 
 fn fmt_rate(r: &RateOut) -> String {

@@ -406,6 +406,7 @@ mod tests {
             labels,
             similarity: Some(sim),
             run: None,
+            recurrence: None,
         }
     }
 

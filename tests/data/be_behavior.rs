@@ -150,6 +150,7 @@ fn identical_continuations_give_zero_continuation_scope_importance() {
                 labels: set.classify(&full),
                 similarity: Some(0.1),
                 run: None,
+                recurrence: None,
             });
         }
     }

@@ -53,6 +53,7 @@ fn rollout(t: &Trace, position: usize, continuation: &str, seed: u64) -> Rollout
         labels: BehaviorSet::builtin().classify(&full),
         similarity: Some(0.5),
         run: None,
+        recurrence: None,
     }
 }
 

@@ -114,6 +114,7 @@ fn rollout(position: usize, seed: u64) -> Rollout {
         labels,
         similarity: None,
         run: None,
+        recurrence: None,
     }
 }
 

@@ -106,6 +106,7 @@ pub fn rollouts() -> Vec<Rollout> {
                 labels,
                 similarity: Some(0.3),
                 run: None,
+                recurrence: None,
             });
         }
     }

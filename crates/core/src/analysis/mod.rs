@@ -430,6 +430,7 @@ mod tests {
             labels,
             similarity: sim,
             run: None,
+            recurrence: None,
         }
     }
 

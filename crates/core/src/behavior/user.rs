@@ -334,6 +334,7 @@ mod load_time_tests {
             labels: BTreeMap::new(),
             similarity: None,
             run: None,
+            recurrence: None,
         };
         let mut rollouts = vec![
             rollout(

@@ -216,6 +216,7 @@ pub(crate) mod fixture {
             labels,
             similarity: sim,
             run: None,
+            recurrence: None,
         }
     }
 

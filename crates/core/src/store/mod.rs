@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::trace::import::ImportError;
 use crate::trace::{Rollout, Trace};
 
+pub mod derived;
 pub mod human;
 pub mod runs;
 pub mod similarities;
@@ -373,6 +374,7 @@ mod tests {
             labels,
             similarity: Some(0.5),
             run: None,
+            recurrence: None,
         }
     }
 

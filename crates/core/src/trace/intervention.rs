@@ -4,7 +4,8 @@
 //! the parent's at the same point.
 //!
 //! - **Delete S_i**: the reasoning up to S_i (P_i) and nothing more; sampling continues from
-//!   there, and [`resilience`] asks how often S_i's content comes back anyway.
+//!   there, and [`resilience`] asks how often S_i's content comes back anyway (each rollout's
+//!   [`recurrence`], computed by the engine as it samples).
 //! - **Rewrite S_i as T**: P_i followed by T; sampling continues after T.
 //! - **Swap the tier**: the same reasoning under the other `<is_free_tier_user>` value; every
 //!   position can be sampled, so the rate curves under both tiers can be drawn together.
@@ -60,6 +61,9 @@ pub struct Derivation {
     /// The parent's sentence count, so a reader can check the parent it finds is the one the
     /// edit was made on.
     pub parent_sentences: usize,
+    /// The text of the sentence deleted or rewritten (what resilience looks for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 /// Why an edit cannot be made.
@@ -122,10 +126,17 @@ pub fn derive(parent: &Trace, edit: Edit) -> Result<Trace, EditError> {
         Some(old) => format!("{note}; the parent's note: {old}"),
         None => note,
     });
+    let removed = match &edit {
+        Edit::Delete { sentence } | Edit::Replace { sentence, .. } => {
+            parent.sentences.get(*sentence).map(|s| s.text.clone())
+        }
+        Edit::SwapTier { .. } => None,
+    };
     trace.derived = Some(Derivation {
         parent: parent.id.clone(),
         edit,
         parent_sentences: parent.sentences.len(),
+        removed,
     });
     Ok(trace)
 }
@@ -250,26 +261,50 @@ pub fn tier_of(prompt: &[Message]) -> Option<bool> {
     None
 }
 
-/// How often a deleted sentence's content comes back (Thought Branches' resilience): the
-/// rollouts in which some sentence of the continuation is at least `threshold` similar to
-/// the deleted sentence, over the rollouts that have at least one sentence. `similarity`
-/// gives the similarity of one continuation sentence to the deleted one (an embedding
-/// cosine in the engine, anything in tests).
-pub fn resilience<'a>(
-    continuations: impl IntoIterator<Item = &'a str>,
+/// The sentences of a continuation's reasoning: its text up to the closing tag, split as a
+/// response is. What a deleted sentence's content is looked for in.
+pub fn reasoning_sentences(continuation: &str, split: &SplitOptions) -> Vec<String> {
+    let end = ["</SCRATCHPAD_REASONING>", "</think>"]
+        .iter()
+        .filter_map(|tag| continuation.find(tag))
+        .min()
+        .unwrap_or(continuation.len());
+    split_response(&continuation[..end], split)
+        .into_iter()
+        .map(|s| s.text)
+        .collect()
+}
+
+/// How close a continuation's reasoning comes to a deleted sentence: the largest similarity of
+/// one of its sentences, `similarities` giving one per sentence (an embedding cosine in the
+/// engine, anything in tests). None when the reasoning has no sentence or `similarities`
+/// fails: such a rollout says nothing about resilience.
+pub fn recurrence(
+    continuation: &str,
     split: &SplitOptions,
+    similarities: impl FnOnce(&[&str]) -> Option<Vec<f32>>,
+) -> Option<f32> {
+    let sentences = reasoning_sentences(continuation, split);
+    if sentences.is_empty() {
+        return None;
+    }
+    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let sims = similarities(&texts)?;
+    sims.into_iter().reduce(f32::max)
+}
+
+/// Resilience of a deleted sentence (Thought Branches): among the rollouts after the deletion
+/// whose [`recurrence`] is known, those in which the content came back (a sentence at least
+/// `threshold` similar).
+pub fn resilience<'a>(
+    rollouts: impl IntoIterator<Item = &'a crate::trace::Rollout>,
     threshold: f32,
-    mut similarity: impl FnMut(&str) -> f32,
 ) -> crate::analysis::Rate {
     let mut rate = crate::analysis::Rate::new(0, 0);
-    for text in continuations {
-        let sentences = split_response(text, split);
-        if sentences.is_empty() {
-            continue;
-        }
-        rate.m += 1;
-        if sentences.iter().any(|s| similarity(&s.text) >= threshold) {
-            rate.k += 1;
+    for r in rollouts {
+        if let Some(sim) = r.recurrence {
+            rate.m += 1;
+            rate.k += u32::from(sim >= threshold);
         }
     }
     rate
@@ -323,6 +358,10 @@ mod tests {
         let derivation = d.derived.as_ref().unwrap();
         assert_eq!(derivation.parent, "af-1");
         assert_eq!(derivation.parent_sentences, 3);
+        assert_eq!(
+            derivation.removed.as_deref(),
+            Some(p.sentences[1].text.as_str())
+        );
         assert_eq!(parent_position(&derivation.edit), Some(2));
         // Deleting the first sentence keeps the opening tag as the whole prefix.
         let first = derive(&p, Edit::Delete { sentence: 0 }).unwrap();
@@ -443,10 +482,13 @@ mod tests {
     fn resilience_counts_rollouts_where_the_content_comes_back() {
         let deleted = "Training would change my values.";
         let continuations = [
-            "I should refuse. Training would change my values though.", // back, later
-            "Training would change my values.",                         // back, at once
-            "I will help.",                                             // gone
-            "",                                                         // nothing to judge
+            // back, later in the reasoning
+            "I should refuse. Training would change my values though.</SCRATCHPAD_REASONING>",
+            "Training would change my values.", // back, at once
+            "I will help.",                     // gone
+            // only after the reasoning closed: the output does not count
+            "Fine.</think>Training would change my values.",
+            "", // nothing to judge
         ];
         // A crafted similarity: word overlap with the deleted sentence.
         let words = |s: &str| -> std::collections::BTreeSet<String> {
@@ -461,7 +503,30 @@ mod tests {
             let shared = w.intersection(&target).count() as f32;
             shared / (w.len().max(target.len()) as f32)
         };
-        let rate = resilience(continuations, &SplitOptions::default(), 0.8, sim);
-        assert_eq!((rate.k, rate.m), (2, 3));
+        let split = SplitOptions::default();
+        let rollouts: Vec<crate::trace::Rollout> = continuations
+            .iter()
+            .enumerate()
+            .map(|(k, text)| {
+                let mut r = crate::trace::Rollout::bare(1, k as u64, "");
+                r.recurrence = recurrence(text, &split, |texts| {
+                    Some(texts.iter().map(|t| sim(t)).collect())
+                });
+                r
+            })
+            .collect();
+        let found: Vec<Option<bool>> = rollouts
+            .iter()
+            .map(|r| r.recurrence.map(|x| x >= 0.8))
+            .collect();
+        assert_eq!(
+            found,
+            [Some(true), Some(true), Some(false), Some(false), None]
+        );
+        let rate = resilience(&rollouts, 0.8);
+        assert_eq!((rate.k, rate.m), (2, 4));
+        // A stricter threshold counts fewer; an embedder failure leaves a rollout out.
+        assert_eq!(resilience(&rollouts, 0.95).k, 1);
+        assert_eq!(recurrence("Some text.", &split, |_| None), None);
     }
 }

@@ -308,6 +308,11 @@ pub struct Rollout {
     /// before runs were recorded, which pool as one "legacy" run of unknown settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// For a rollout of a trace derived by deleting S_i (trace::intervention): the largest
+    /// similarity of a sentence of its reasoning to S_i, so resilience (does the deleted
+    /// content come back?) can be counted at any threshold without embedding again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<f32>,
 }
 
 /// Suffix of the label key that holds a person's verdict on a behavior (`store::human`).
@@ -335,6 +340,7 @@ impl Rollout {
             labels: BTreeMap::new(),
             similarity: None,
             run: None,
+            recurrence: None,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::{EngineCommand, EngineError, EngineEvent, Job, JobId};
 use anchorscope_core::behavior::BehaviorSet;
 use anchorscope_core::store::runs::{append_run, runs_path_for, RunRecord};
 use anchorscope_core::store::{read_store, RolloutWriter};
+use anchorscope_core::trace::intervention::{recurrence, Edit};
 use anchorscope_core::trace::split::{first_sentence, SplitOptions};
 use anchorscope_core::trace::tags;
 use anchorscope_core::trace::{FinishReason, Rollout, SamplerSettings, Trace};
@@ -598,6 +599,8 @@ impl<'a> Session<'a> {
             store_failed: false,
             embed_warned: self.embed_warned,
             failed_positions: Vec::new(),
+            deleted: deleted_sentence(&self.job.trace),
+            deleted_vector: None,
         };
         let mut ended = Ended::Done;
         for work in groups {
@@ -708,9 +711,66 @@ struct JobControl<'a> {
     embed_warned: bool,
     /// Positions whose sampling could not start or failed.
     failed_positions: Vec<usize>,
+    /// The sentence a deletion removed, when the job samples such a derived trace: each
+    /// rollout records how close its reasoning comes to it (resilience).
+    deleted: Option<&'a str>,
+    deleted_vector: Option<Vec<f32>>,
+}
+
+/// S_i of a trace derived by deleting S_i (trace::intervention); None for any other trace.
+fn deleted_sentence(trace: &Trace) -> Option<&str> {
+    let derived = trace.derived.as_ref()?;
+    match derived.edit {
+        Edit::Delete { .. } => derived.removed.as_deref(),
+        _ => None,
+    }
 }
 
 impl JobControl<'_> {
+    /// The largest cosine of a sentence of the continuation's reasoning to the deleted
+    /// sentence (trace::intervention::recurrence); None unless the job samples a deletion and
+    /// an embedder is loaded.
+    fn recurrence(&mut self, continuation: &str) -> Option<f32> {
+        let deleted = self.deleted?;
+        let embedder = self.embedder.as_deref_mut()?;
+        if self.deleted_vector.is_none() {
+            match embedder.embed(&[deleted]) {
+                Ok(mut v) => self.deleted_vector = v.pop(),
+                Err(e) => {
+                    self.embed_failed(&e.to_string());
+                    return None;
+                }
+            }
+        }
+        let target = self.deleted_vector.clone()?;
+        let embedder = self.embedder.as_deref_mut()?;
+        let mut error = None;
+        let found = recurrence(continuation, &self.ctx.split, |texts| {
+            match embedder.embed(texts) {
+                Ok(vectors) => Some(vectors.iter().map(|v| cosine(v, &target)).collect()),
+                Err(e) => {
+                    error = Some(e.to_string());
+                    None
+                }
+            }
+        });
+        if let Some(e) = error {
+            self.embed_failed(&e);
+        }
+        found
+    }
+
+    /// An embedder error, reported once per job.
+    fn embed_failed(&mut self, error: &str) {
+        if !self.embed_warned {
+            self.embed_warned = true;
+            (self.events)(EngineEvent::Error {
+                job: self.job.id,
+                message: format!("embedder: {error}; similarity not recorded"),
+            });
+        }
+    }
+
     /// cosine(embed(T_i), embed(S_i)); None without an embedder, at the last position, or for an
     /// empty replacement. An embedder error is reported once and leaves the similarity unset.
     fn similarity(&mut self, slot: usize, replacement: &str) -> Option<f32> {
@@ -736,13 +796,7 @@ impl JobControl<'_> {
             }
             Ok(_) => None,
             Err(e) => {
-                if !self.embed_warned {
-                    self.embed_warned = true;
-                    (self.events)(EngineEvent::Error {
-                        job: self.job.id,
-                        message: format!("embedder: {e}; similarity not recorded"),
-                    });
-                }
+                self.embed_failed(&e.to_string());
                 None
             }
         }
@@ -797,6 +851,7 @@ impl GroupControl for JobControl<'_> {
         response.push_str(&sampled.text);
         let labels = self.ctx.behaviors.classify(&response);
         let similarity = self.similarity(slot, &replacement);
+        let recurrence = self.recurrence(&sampled.text);
         let rollout = Rollout {
             position,
             seed: sampled.seed,
@@ -807,6 +862,7 @@ impl GroupControl for JobControl<'_> {
             labels,
             similarity,
             run: Some(self.run.id.clone()),
+            recurrence,
         };
         // Stored (flushed and synced) before it is reported.
         if let Err(e) = self.writer.append(&rollout) {

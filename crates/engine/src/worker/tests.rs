@@ -256,6 +256,7 @@ fn seeds_already_stored_are_skipped_even_when_counts_disagree() {
         labels: BTreeMap::new(),
         similarity: None,
         run: None,
+        recurrence: None,
     };
     w.append(&r).unwrap();
     r.seed = 99;
@@ -650,3 +651,62 @@ fn each_job_records_its_run_before_its_rollouts_and_tags_them() {
 }
 
 mod adaptive;
+
+/// A job on a trace derived by deleting S_i records, on each rollout, how close its reasoning
+/// comes to S_i (resilience); other jobs record nothing, and without an embedder nothing.
+#[test]
+fn a_deletion_records_how_close_each_rollout_comes_to_the_deleted_sentence() {
+    use anchorscope_core::trace::intervention::{derive, reasoning_sentences, Edit};
+    let dir = tempfile::tempdir().unwrap();
+    let parent = trace();
+    let derived = derive(&parent, Edit::Delete { sentence: 1 }).unwrap();
+    let deleted = parent.sentences[1].text.clone();
+    let store = dir.path().join("d.rollouts.jsonl");
+    let mut j = job(1, &store, vec![1], 4);
+    j.trace = Arc::new(derived);
+    let c = ctx(Default::default());
+    run(
+        &j,
+        &mut ScriptedGenerator::default(),
+        true,
+        &c,
+        &Recorder::default(),
+    );
+    let rollouts = stored(&store);
+    assert_eq!(rollouts.len(), 4);
+    let mut letters = LetterEmbedder;
+    let target = letters.embed(&[deleted.as_str()]).unwrap().pop().unwrap();
+    for r in &rollouts {
+        let sentences = reasoning_sentences(&r.text, &c.split);
+        assert!(!sentences.is_empty(), "{:?}", r.text);
+        let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+        let want = letters
+            .embed(&texts)
+            .unwrap()
+            .iter()
+            .map(|v| crate::embed::cosine(v, &target))
+            .fold(f32::MIN, f32::max);
+        assert_eq!(r.recurrence, Some(want), "{r:?}");
+    }
+    // The parent's own job, and the deletion without an embedder, record none.
+    let plain = dir.path().join("p.rollouts.jsonl");
+    run(
+        &job(2, &plain, vec![1], 2),
+        &mut ScriptedGenerator::default(),
+        true,
+        &c,
+        &Recorder::default(),
+    );
+    assert!(stored(&plain).iter().all(|r| r.recurrence.is_none()));
+    let bare = dir.path().join("b.rollouts.jsonl");
+    let mut k = job(3, &bare, vec![1], 2);
+    k.trace = j.trace.clone();
+    run(
+        &k,
+        &mut ScriptedGenerator::default(),
+        false,
+        &c,
+        &Recorder::default(),
+    );
+    assert!(stored(&bare).iter().all(|r| r.recurrence.is_none()));
+}

@@ -75,6 +75,7 @@ fn rollout(position: usize, compliant: bool) -> Rollout {
         labels,
         similarity: Some(0.1),
         run: None,
+        recurrence: None,
     }
 }
 

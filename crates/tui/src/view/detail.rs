@@ -579,6 +579,7 @@ mod judge_tests {
             labels,
             similarity: None,
             run: None,
+            recurrence: None,
         };
         assert_eq!(
             judge_summary(&r, "alignment_faking"),

@@ -46,6 +46,7 @@ fn rollout(behavior: &str, position: usize, yes: bool) -> Rollout {
         labels,
         similarity: Some(0.1),
         run: None,
+        recurrence: None,
     }
 }
 

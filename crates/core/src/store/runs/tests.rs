@@ -27,6 +27,7 @@ fn rollout(run: Option<&str>) -> Rollout {
         labels: BTreeMap::new(),
         similarity: None,
         run: run.map(str::to_string),
+        recurrence: None,
     }
 }
 

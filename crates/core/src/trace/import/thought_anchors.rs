@@ -614,6 +614,7 @@ fn load_solutions(
                 labels,
                 similarity: None,
                 run: Some(crate::trace::IMPORTED_RUN.into()),
+                recurrence: None,
             });
         }
     }

@@ -1,0 +1,107 @@
+//! Where a derived trace (trace::intervention) is kept: `PARENT~EDIT.json` beside its parent's
+//! file, with its own rollout store beside it. Writing it again reuses the file, so a repeated
+//! intervention tops up the same rollouts instead of starting over.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::trace::Trace;
+
+/// `DIR/<derived id>.json` beside the parent's file (or inside the parent's folder), with any
+/// character outside `[A-Za-z0-9._~-]` written as `_`.
+pub fn derived_path_for(parent_path: &Path, derived_id: &str) -> PathBuf {
+    let dir = if parent_path.is_dir() {
+        parent_path.to_path_buf()
+    } else {
+        parent_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let safe: String = derived_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{safe}.json"))
+}
+
+/// What [`save_derived`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// The same derived trace was already there (same parent, edit, prompt and reasoning).
+    Reused,
+}
+
+/// Write the derived trace atomically, or reuse the one already at `path` when it is the same.
+/// A different trace under that name is an error naming the file, never overwritten.
+pub fn save_derived(path: &Path, trace: &Trace) -> io::Result<Saved> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
+        let existing: Trace = serde_json::from_str(&text).map_err(|e| {
+            io::Error::other(format!("{}: not a derived trace: {e}", path.display()))
+        })?;
+        if existing.derived.is_some()
+            && existing.derived == trace.derived
+            && existing.response == trace.response
+            && existing.prompt == trace.prompt
+        {
+            return Ok(Saved::Reused);
+        }
+        return Err(io::Error::other(format!(
+            "{} exists and holds another trace; move it away to make this intervention again",
+            path.display()
+        )));
+    }
+    super::save_trace(path, trace)
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+    Ok(Saved::Written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::intervention::{derive, Edit};
+    use crate::trace::Message;
+
+    fn parent() -> Trace {
+        let mut t = Trace::new(
+            "af/1",
+            vec![Message::new("user", "q")],
+            "<think>The first sentence is here. The second sentence follows it.</think>",
+        );
+        t.sentences = crate::trace::split::split_response(&t.response, &Default::default());
+        t
+    }
+
+    #[test]
+    fn the_derived_file_sits_beside_its_parent_and_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent_path = dir.path().join("af.json");
+        let d = derive(&parent(), Edit::Delete { sentence: 1 }).unwrap();
+        let path = derived_path_for(&parent_path, &d.id);
+        assert_eq!(path, dir.path().join("af_1~del1.json"));
+        assert_eq!(save_derived(&path, &d).unwrap(), Saved::Written);
+        assert_eq!(save_derived(&path, &d).unwrap(), Saved::Reused);
+        let back: Trace = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, d);
+        // Another trace under the same name is refused, and the file is left as it was.
+        let other = derive(&parent(), Edit::Delete { sentence: 0 }).unwrap();
+        let err = save_derived(&path, &other).unwrap_err().to_string();
+        assert!(
+            err.contains("af_1~del1.json") && err.contains("another trace"),
+            "{err}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Trace>(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+            d
+        );
+    }
+}
