@@ -31,6 +31,10 @@ pub enum Action {
     Resample,
     ResampleAll,
     AdaptiveAll,
+    DeleteSentence,
+    RewriteSentence,
+    SwapTier,
+    SwapTierAll,
     Cancel,
     NextRollout,
     PrevRollout,
@@ -52,6 +56,9 @@ pub enum Action {
     Input(char),
     #[serde(skip)]
     Backspace,
+    /// `Ctrl-E` in the rewrite prompt: edit the text in `$EDITOR`.
+    #[serde(skip)]
+    ExternalEditor,
     #[serde(skip)]
     Click {
         column: u16,
@@ -71,7 +78,7 @@ pub enum Action {
 
 impl Action {
     /// Actions that can be bound to keys, in the order the help popup lists them.
-    pub const BINDABLE: [Action; 39] = [
+    pub const BINDABLE: [Action; 43] = [
         Action::MoveDown,
         Action::MoveUp,
         Action::First,
@@ -98,6 +105,10 @@ impl Action {
         Action::Resample,
         Action::ResampleAll,
         Action::AdaptiveAll,
+        Action::DeleteSentence,
+        Action::RewriteSentence,
+        Action::SwapTier,
+        Action::SwapTierAll,
         Action::Cancel,
         Action::NextRollout,
         Action::PrevRollout,
@@ -145,7 +156,9 @@ impl Action {
             Action::JobList => "jobs: running and queued, with progress (x cancels one)",
             Action::Context => "context: system prompt, user turn, final output",
             Action::Rollouts => "rollout browser for the selected sentence",
-            Action::CycleFilter => "rollout browser: kept / replaced-different / -similar / all",
+            Action::CycleFilter => {
+                "rollout browser: kept / replaced-different / -similar / intervened / all"
+            }
             Action::CycleLabelFilter => "rollout browser: filter by label (yes / no / invalid)",
             Action::PairNext => "two-behavior view: cycle the second behavior",
             Action::MarkTrace => "trace list: mark a trace to compare",
@@ -166,6 +179,14 @@ impl Action {
             Action::AdaptiveAll => {
                 "adaptive sweep of every position: rounds until each sentence is decided"
             }
+            Action::DeleteSentence => {
+                "intervene: delete the sentence, sample what follows without it"
+            }
+            Action::RewriteSentence => {
+                "intervene: rewrite the sentence (Ctrl-E: $EDITOR), sample after it"
+            }
+            Action::SwapTier => "intervene: other tier, same reasoning (positions i, i+1)",
+            Action::SwapTierAll => "intervene: other tier at every position (both curves)",
             Action::Cancel => "cancel the running job (in the job list: the selected one)",
             Action::NextRollout => "next rollout in the detail pane",
             Action::PrevRollout => "previous rollout in the detail pane",
@@ -173,6 +194,7 @@ impl Action {
             Action::Help => "this help",
             Action::Input(_)
             | Action::Backspace
+            | Action::ExternalEditor
             | Action::Click { .. }
             | Action::ScrollDown { .. }
             | Action::ScrollUp { .. } => "",

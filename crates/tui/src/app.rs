@@ -26,6 +26,7 @@ use anchorscope_engine::{EngineStatus, ModelIdentity};
 mod adaptive;
 mod compare;
 mod entry;
+mod intervene;
 mod list_order;
 mod overlays;
 mod sampling;
@@ -90,12 +91,22 @@ pub enum Popup {
     Confirm(Confirm),
 }
 
-/// The `/` prompt while it is open; `restore` is what Esc goes back to.
+/// The prompt line while it is open; `restore` is what Esc goes back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prompt {
     pub input: String,
     restore_selected: usize,
     restore_filter: String,
+    pub purpose: PromptPurpose,
+}
+
+/// What the prompt line is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptPurpose {
+    /// `/`: search sentences (filter the list).
+    Search,
+    /// `w`: the new text of sentence `sentence` (an intervention).
+    Rewrite { sentence: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +208,12 @@ pub struct App {
     behavior_names: Vec<String>,
     /// The offline classifiers that label continuations alone (judge scope `continuation`).
     scope_set: Option<BehaviorSet>,
+    /// The user's behaviors (labels of stored rollouts of a trace added later) and the
+    /// offline classifiers (its own outcome).
+    behaviors_config: anchorscope_core::behavior::BehaviorsConfig,
+    outcome_set: BehaviorSet,
+    /// The rewrite text the loop should hand to `$EDITOR` (`Ctrl-E` in the rewrite prompt).
+    editor_request: Option<String>,
     clipboard: Box<dyn ClipboardSink>,
     engine: Option<Box<dyn EngineHook>>,
 }
@@ -217,28 +234,16 @@ impl App {
             (config.analysis.judge_scope == JudgeScope::Continuation).then(|| outcome_set.clone());
         let pool_mode = config.sampling.pool;
         let mut traces: Vec<TraceEntry> = Vec::with_capacity(outcome.traces.len());
-        for mut loaded in outcome.traces {
-            // User regex behaviors label every stored rollout, not only those sampled since.
-            label_stored(&config.behaviors, &loaded.trace, &mut loaded.rollouts)?;
-            if let Some(set) = &scope_set {
-                label_continuations(set, &loaded.trace, &mut loaded.rollouts);
-            }
-            let runs = match runs_of(&loaded) {
-                Ok(runs) => runs,
-                Err(e) => {
-                    loaded.warnings.push(format!("run records not read: {e}"));
-                    Vec::new()
-                }
-            };
-            let outcome = outcome_set.classify(&loaded.trace.response);
-            traces.push(TraceEntry::new(
+        for loaded in outcome.traces {
+            traces.push(new_entry(
                 loaded,
-                runs,
-                outcome,
+                &config.behaviors,
+                &outcome_set,
+                scope_set.as_ref(),
                 &behavior_names,
                 &config.analysis,
                 pool_mode,
-            ));
+            )?);
         }
         let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
         let has_list = traces.len() != 1 || !errors.is_empty();
@@ -283,6 +288,9 @@ impl App {
             sampling: config.sampling.clone(),
             behavior_names,
             scope_set,
+            behaviors_config: config.behaviors.clone(),
+            outcome_set,
+            editor_request: None,
             clipboard: Box::new(SystemClipboard::default()),
             engine: None,
         };
@@ -460,7 +468,11 @@ impl App {
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => {
                 if self.prompt.is_some() {
+                    let ctrl = key
+                        .modifiers
+                        .contains(ratatui::crossterm::event::KeyModifiers::CONTROL);
                     return match key.code {
+                        KeyCode::Char('e') if ctrl => Some(Action::ExternalEditor),
                         KeyCode::Enter => Some(Action::Open),
                         KeyCode::Esc => Some(Action::Back),
                         KeyCode::Backspace => Some(Action::Backspace),
@@ -731,6 +743,10 @@ impl App {
             Action::ResampleAll if self.adaptive_by_default() => self.resample_adaptive(),
             Action::ResampleAll => self.resample((0..=n).collect()),
             Action::AdaptiveAll => self.resample_adaptive(),
+            Action::DeleteSentence => self.delete_sentence(),
+            Action::RewriteSentence => self.open_rewrite(),
+            Action::SwapTier => self.swap_tier(false),
+            Action::SwapTierAll => self.swap_tier(true),
             Action::Cancel => self.cancel_job(),
             Action::NextRollout => {
                 let cursor = self.rollout_cursor();
@@ -777,9 +793,14 @@ impl App {
             Action::Backspace => {
                 prompt.input.pop();
             }
+            Action::ExternalEditor => return self.request_editor(),
             Action::Open => {
                 let input = prompt.input.clone();
+                let purpose = prompt.purpose;
                 self.prompt = None;
+                if let PromptPurpose::Rewrite { sentence } = purpose {
+                    return self.rewrite_sentence(sentence, input);
+                }
                 if self.screen == Screen::Trace {
                     self.query = input;
                     let count = self.matches(&self.query).len();
@@ -812,6 +833,9 @@ impl App {
                 return;
             }
             _ => return,
+        }
+        if prompt.purpose != PromptPurpose::Search {
+            return;
         }
         // Incremental: the list filters as you type; the text jumps to the first match.
         let input = prompt.input.clone();
@@ -868,6 +892,7 @@ impl App {
                 Screen::Trace | Screen::Compare => self.selected,
             },
             restore_filter: self.list_filter.clone(),
+            purpose: PromptPurpose::Search,
         });
     }
 
@@ -1071,15 +1096,27 @@ impl App {
     /// behavior (yes → no → invalid → none). It is appended to the trace's human-label file
     /// and never replaces the classifier's label; rates use it where present.
     pub(crate) fn label_rollout(&mut self, position: usize, seed: u64) {
+        self.label_rollout_in(self.current, position, seed)
+    }
+
+    /// [`App::label_rollout`] on a rollout of trace `trace` (an intervention's derived trace,
+    /// from the open trace's rollout browser), for the behavior shown on the open trace.
+    pub(crate) fn label_rollout_in(&mut self, trace: usize, position: usize, seed: u64) {
         use anchorscope_core::store::human::{
             append_verdict, human_label, human_path_for, HumanVerdict,
         };
-        let behavior_index = self.behavior_index();
-        let Some(entry) = self.traces.get_mut(self.current) else {
+        let shown = self.behavior_name();
+        let Some(entry) = self.traces.get_mut(trace) else {
             return;
         };
-        let Some(shown) = entry.analysis.behaviors.get(behavior_index) else {
-            return self.set_info("no behavior to label".into());
+        let Some(shown) = entry
+            .analysis
+            .behaviors
+            .iter()
+            .find(|b| b.behavior == shown)
+        else {
+            let id = entry.loaded.trace.id.clone();
+            return self.set_info(format!("no {shown} to label on {id}"));
         };
         if shown
             .behavior
@@ -1158,6 +1195,33 @@ impl App {
             from_engine: false,
         });
     }
+}
+
+/// A loaded trace as the explorer keeps it: user behaviors label its stored rollouts, judge
+/// scope `continuation` labels each continuation alone, its run records are read, and the
+/// offline classifiers give its own outcome.
+fn new_entry(
+    mut loaded: LoadedTrace,
+    user: &anchorscope_core::behavior::BehaviorsConfig,
+    outcome_set: &BehaviorSet,
+    scope_set: Option<&BehaviorSet>,
+    names: &[String],
+    options: &AnalysisOptions,
+    mode: PoolMode,
+) -> anyhow::Result<TraceEntry> {
+    label_stored(user, &loaded.trace, &mut loaded.rollouts)?;
+    if let Some(set) = scope_set {
+        label_continuations(set, &loaded.trace, &mut loaded.rollouts);
+    }
+    let runs = match runs_of(&loaded) {
+        Ok(runs) => runs,
+        Err(e) => {
+            loaded.warnings.push(format!("run records not read: {e}"));
+            Vec::new()
+        }
+    };
+    let outcome = outcome_set.classify(&loaded.trace.response);
+    Ok(TraceEntry::new(loaded, runs, outcome, names, options, mode))
 }
 
 pub fn importance_label(kind: ImportanceKind) -> &'static str {

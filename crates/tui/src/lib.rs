@@ -17,6 +17,7 @@ pub mod app;
 pub mod clipboard;
 pub mod engine_hook;
 pub mod event;
+pub mod interventions;
 pub mod jobs;
 pub mod keymap;
 pub mod terminal;
@@ -93,7 +94,10 @@ pub fn run_with_options(
     let mut term = terminal::setup()?;
     let signals = terminal::SignalForwarder::spawn(tx.clone());
     let input = terminal::InputThread::spawn(tx);
-    let result = run_app(&mut term, &mut app, &rx);
+    let mut editor = |term: &mut terminal::CrosstermTerminal, text: &str| {
+        terminal::edit_externally(term, &input, text)
+    };
+    let result = run_app_with_editor(&mut term, &mut app, &rx, &mut editor);
     drop(input);
     drop(signals);
     terminal::restore();
@@ -112,6 +116,22 @@ pub fn run_app<B: Backend>(
     app: &mut App,
     events: &Receiver<AppEvent>,
 ) -> anyhow::Result<()> {
+    let mut no_editor =
+        |_: &mut Terminal<B>, _: &str| Err("no external editor in this terminal".to_string());
+    run_app_with_editor(terminal, app, events, &mut no_editor)
+}
+
+/// Hands a text to an external editor and returns the edited text (the real terminal's
+/// [`terminal::edit_externally`]).
+pub type ExternalEditor<'a, B> = dyn FnMut(&mut Terminal<B>, &str) -> Result<String, String> + 'a;
+
+/// [`run_app`] with `editor` for the rewrite prompt's `Ctrl-E`.
+pub fn run_app_with_editor<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    events: &Receiver<AppEvent>,
+    editor: &mut ExternalEditor<'_, B>,
+) -> anyhow::Result<()> {
     draw(terminal, app)?;
     while !app.should_quit {
         let Ok(first) = events.recv() else { break };
@@ -122,6 +142,10 @@ pub fn run_app<B: Backend>(
         }
         if app.should_quit {
             break;
+        }
+        if let Some(text) = app.take_editor_request() {
+            let edited = editor(terminal, &text);
+            app.editor_finished(edited);
         }
         draw(terminal, app)?;
     }

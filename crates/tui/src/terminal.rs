@@ -103,15 +103,28 @@ impl Drop for SignalForwarder {
 /// receiver is gone.
 pub struct InputThread {
     stop: Arc<AtomicBool>,
+    /// Set while another program (`$EDITOR`) owns the terminal; `idle` says the thread has
+    /// stopped reading.
+    paused: Arc<AtomicBool>,
+    idle: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl InputThread {
     pub fn spawn(tx: Sender<AppEvent>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (pause_flag, idle_flag) = (paused.clone(), idle.clone());
         let handle = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
+                if pause_flag.load(Ordering::Acquire) {
+                    idle_flag.store(true, Ordering::Release);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                idle_flag.store(false, Ordering::Release);
                 match event::poll(Duration::from_millis(100)) {
                     Ok(true) => match event::read() {
                         Ok(e) => {
@@ -128,9 +141,65 @@ impl InputThread {
         });
         Self {
             stop,
+            paused,
+            idle,
             handle: Some(handle),
         }
     }
+
+    /// Stop reading input (the thread finishes its current poll, at most 100 ms) so another
+    /// program gets every key.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while !self.idle.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+    }
+}
+
+/// Hand `text` to `$VISUAL` / `$EDITOR` (else `vi`) in a temporary file, with the explorer's
+/// screen set aside and its input thread paused, and return what was saved. The screen is
+/// set up again whatever happens.
+pub fn edit_externally(
+    term: &mut CrosstermTerminal,
+    input: &InputThread,
+    text: &str,
+) -> Result<String, String> {
+    let path = std::env::temp_dir().join(format!("anchorscope-rewrite-{}.txt", std::process::id()));
+    std::fs::write(&path, format!("{text}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .or_else(|| std::env::var("EDITOR").ok())
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_string());
+    input.pause();
+    restore();
+    // Through the shell, so an EDITOR with arguments (`code --wait`) works.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("anchorscope-editor")
+        .arg(&path)
+        .status();
+    let back = enable_raw_mode()
+        .and_then(|()| execute!(stdout(), EnterAlternateScreen, EnableMouseCapture))
+        .and_then(|()| term.clear());
+    input.resume();
+    let result = match (status, back) {
+        (_, Err(e)) => Err(format!("the screen could not be set up again: {e}")),
+        (Err(e), _) => Err(format!("{editor} did not start: {e}")),
+        (Ok(s), _) if !s.success() => Err(format!("{editor} ended with {s}; text unchanged")),
+        (Ok(_), _) => {
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        }
+    };
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 impl Drop for InputThread {

@@ -3,6 +3,7 @@
 
 use super::{App, Popup};
 use crate::action::Action;
+use anchorscope_core::trace::intervention::{continuation_position, parent_position};
 use anchorscope_core::trace::{LabelValue, Rollout};
 use anchorscope_engine::{AdaptivePlan, JobId};
 
@@ -17,6 +18,8 @@ pub enum RolloutFilter {
     ReplacedDifferent,
     /// At position i with T_i similar to S_i.
     ReplacedSimilar,
+    /// Rollouts of the derived traces of interventions on S_i (`d`, `w`, `t`).
+    Intervened,
 }
 
 impl RolloutFilter {
@@ -25,7 +28,8 @@ impl RolloutFilter {
             Self::All => Self::Kept,
             Self::Kept => Self::ReplacedDifferent,
             Self::ReplacedDifferent => Self::ReplacedSimilar,
-            Self::ReplacedSimilar => Self::All,
+            Self::ReplacedSimilar => Self::Intervened,
+            Self::Intervened => Self::All,
         }
     }
 
@@ -35,6 +39,7 @@ impl RolloutFilter {
             Self::Kept => "kept (S_i kept, position i+1)",
             Self::ReplacedDifferent => "replaced, different meaning",
             Self::ReplacedSimilar => "replaced, similar meaning",
+            Self::Intervened => "after an intervention on S_i",
         }
     }
 }
@@ -47,6 +52,11 @@ pub enum RolloutKind {
     Similar(f32),
     /// Replaced, but no similarity was recorded (no embedder, or the last position).
     Replaced,
+    /// A rollout of the derived trace `child` (index into `App::traces`) of an intervention
+    /// on S_i.
+    Intervened {
+        child: usize,
+    },
 }
 
 /// The label filter of the browser, for the behavior coloring the text.
@@ -140,16 +150,39 @@ impl App {
             .iter()
             .filter(|r| r.position == i || r.position == i + 1)
             .map(|r| (r, kind_of(r)))
-            .filter(|(_, k)| match browser.filter {
+            .collect();
+        // Replaced (position i) first, then kept; stored order within each.
+        out.sort_by_key(|(r, _)| r.position);
+        // Then each intervention on S_i: the derived trace's rollouts after the change.
+        for child in crate::interventions::children(self, self.current) {
+            let derived = &self.traces[child].loaded.trace;
+            let Some(edit) = derived.derived.as_ref().map(|d| &d.edit) else {
+                continue;
+            };
+            let positions = match (continuation_position(derived), parent_position(edit)) {
+                (Some(d), Some(q)) if q == i + 1 => vec![d],
+                (Some(_), Some(_)) => continue,
+                _ => vec![i, i + 1],
+            };
+            out.extend(
+                self.traces[child]
+                    .loaded
+                    .rollouts
+                    .iter()
+                    .filter(|r| positions.contains(&r.position))
+                    .map(|r| (r, RolloutKind::Intervened { child })),
+            );
+        }
+        out.retain(|(r, k)| {
+            let kind_ok = match browser.filter {
                 RolloutFilter::All => true,
                 RolloutFilter::Kept => matches!(k, RolloutKind::Kept),
                 RolloutFilter::ReplacedDifferent => matches!(k, RolloutKind::Different(_)),
                 RolloutFilter::ReplacedSimilar => matches!(k, RolloutKind::Similar(_)),
-            })
-            .filter(|(r, _)| browser.label.accepts(r.label(&behavior)))
-            .collect();
-        // Replaced (position i) first, then kept; stored order within each.
-        out.sort_by_key(|(r, _)| r.position);
+                RolloutFilter::Intervened => matches!(k, RolloutKind::Intervened { .. }),
+            };
+            kind_ok && browser.label.accepts(r.label(&behavior))
+        });
         out
     }
 
@@ -248,9 +281,13 @@ impl App {
             }
             Action::HumanLabel => {
                 // Label the rollout under the cursor: the detail pane's cursor follows it.
-                if let Some((r, _)) = self.browser_rollouts(&b).get(b.cursor) {
+                if let Some((r, kind)) = self.browser_rollouts(&b).get(b.cursor) {
                     let (position, seed) = (r.position, r.seed);
-                    self.label_rollout(position, seed);
+                    let trace = match kind {
+                        RolloutKind::Intervened { child } => *child,
+                        _ => self.current,
+                    };
+                    self.label_rollout_in(trace, position, seed);
                 }
             }
             _ => {}

@@ -118,21 +118,7 @@ impl App {
             ),
         };
         let adaptive_job = adaptive.is_some();
-        let template = anchorscope_engine::Job {
-            id: 0,
-            trace: std::sync::Arc::new(entry.loaded.trace.clone()),
-            store_path: entry.loaded.store_path.clone(),
-            positions,
-            n,
-            sampler: entry
-                .loaded
-                .trace
-                .manifest
-                .sampler
-                .clone()
-                .unwrap_or_default(),
-            adaptive,
-        };
+        let template = job_template(entry, positions, n, adaptive);
         let waiting = self.jobs.busy();
         self.jobs.add(template, self.current, what);
         if waiting {
@@ -150,7 +136,7 @@ impl App {
     }
 
     /// Send the next queued job when nothing runs.
-    fn submit_next(&mut self) {
+    pub(crate) fn submit_next(&mut self) {
         let Some(job) = self.jobs.start_next() else {
             return;
         };
@@ -324,6 +310,31 @@ impl App {
             (None, Some(S::Installing(_))) => "installing model…".into(),
             (None, _) => "loading model…".into(),
         }
+    }
+}
+
+/// A job for `entry` (its id is given when queued), sampled with the trace's own sampler
+/// settings so every job on it pools.
+pub(crate) fn job_template(
+    entry: &super::TraceEntry,
+    positions: Vec<usize>,
+    n: usize,
+    adaptive: Option<AdaptivePlan>,
+) -> anchorscope_engine::Job {
+    anchorscope_engine::Job {
+        id: 0,
+        trace: std::sync::Arc::new(entry.loaded.trace.clone()),
+        store_path: entry.loaded.store_path.clone(),
+        positions,
+        n,
+        sampler: entry
+            .loaded
+            .trace
+            .manifest
+            .sampler
+            .clone()
+            .unwrap_or_default(),
+        adaptive,
     }
 }
 

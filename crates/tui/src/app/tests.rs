@@ -12,6 +12,7 @@ use anchorscope_core::trace::{FinishReason, Label, LabelValue, Rollout, Sentence
 use anchorscope_engine::{EngineCommand, EngineEvent, EngineStatus};
 
 mod adaptive;
+mod intervene;
 
 fn key(c: char) -> AppEvent {
     AppEvent::Terminal(Event::Key(KeyEvent::new(

@@ -34,13 +34,87 @@ pub fn series(b: &BehaviorAnalysis, positions: usize) -> Series {
     (rate, lo, hi)
 }
 
+/// One drawn curve: its key text, its color, whether it is the emphasised one, its points.
+struct Curve {
+    key: String,
+    color: ratatui::style::Color,
+    bold: bool,
+    series: Series,
+    /// How the rate line is drawn (the swapped tier's differs when colors cannot tell).
+    marker: Marker,
+}
+
+/// The shown behavior's curve under the original tier and under the swapped one, when the open
+/// trace's tier swap (`t` / `T`) has rollouts for it; None otherwise.
+fn tier_curves(app: &App, positions: usize, wide: bool) -> Option<Vec<Curve>> {
+    let entry = app.entry()?;
+    let child = &app.traces[crate::interventions::tier_child(app, app.current)?];
+    let name = app.behavior_name();
+    let find = |e: &crate::app::TraceEntry| {
+        e.analysis
+            .behaviors
+            .iter()
+            .find(|b| b.behavior == name)
+            .map(|b| series(b, positions))
+    };
+    let swapped = find(child).filter(|s| !s.0.is_empty())?;
+    let original = find(entry).unwrap_or_default();
+    let tier = |free: Option<bool>| match free {
+        Some(true) => "free",
+        Some(false) => "paid",
+        None => "?",
+    };
+    let ours = anchorscope_core::trace::intervention::tier_of(&entry.loaded.trace.prompt);
+    let theirs = anchorscope_core::trace::intervention::tier_of(&child.loaded.trace.prompt);
+    let label = if wide {
+        name.as_str()
+    } else {
+        short_name(&name)
+    };
+    let color = app.theme.behavior_color(app.behavior_index());
+    let other = app.theme.behavior_color(app.behavior_index() + 1);
+    Some(vec![
+        Curve {
+            key: format!("{label} · {}", tier(ours)),
+            color,
+            bold: true,
+            series: original,
+            marker: Marker::Braille,
+        },
+        Curve {
+            key: format!("{label} · {} (swapped)", tier(theirs)),
+            color: other,
+            bold: true,
+            series: swapped,
+            // One color for both (NO_COLOR, a one-color theme): a heavier line tells them apart.
+            marker: if other == color {
+                Marker::Block
+            } else {
+                Marker::Braille
+            },
+        },
+    ])
+}
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Pane::Chart;
     let wide = area.width >= 48;
-    let title = if wide {
-        " rate by position · 95% Wilson band "
-    } else {
-        " rate · 95% band "
+    let Some(entry) = app.entry() else {
+        frame.render_widget(
+            Block::bordered().border_style(app.theme.border_style(focused)),
+            area,
+        );
+        return;
+    };
+    let positions = entry.loaded.trace.positions();
+    // A tier swap of this trace draws the shown behavior under both tiers: the gap at each
+    // position is the part of the tier effect the text so far does not carry.
+    let tiers = tier_curves(app, positions, wide);
+    let title = match (&tiers, wide) {
+        (Some(_), true) => " rate under both tiers · 95% Wilson band ",
+        (Some(_), false) => " both tiers · 95% band ",
+        (None, true) => " rate by position · 95% Wilson band ",
+        (None, false) => " rate · 95% band ",
     };
     let block = Block::bordered()
         .title(Span::styled(
@@ -48,19 +122,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             app.theme.fg(app.theme.title).add_modifier(Modifier::BOLD),
         ))
         .border_style(app.theme.border_style(focused));
-    let Some(entry) = app.entry() else {
-        frame.render_widget(block, area);
-        return;
+    let all: Vec<Curve> = match tiers {
+        Some(curves) => curves,
+        None => entry
+            .analysis
+            .behaviors
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Curve {
+                key: if wide {
+                    b.behavior.clone()
+                } else {
+                    short_name(&b.behavior).to_string()
+                },
+                color: app.theme.behavior_color(i),
+                bold: i == app.behavior_index(),
+                series: series(b, positions),
+                marker: Marker::Braille,
+            })
+            .filter(|c| !c.series.0.is_empty())
+            .collect(),
     };
-    let positions = entry.loaded.trace.positions();
-    let all: Vec<(usize, Series)> = entry
-        .analysis
-        .behaviors
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (i, series(b, positions)))
-        .filter(|(_, s)| !s.0.is_empty())
-        .collect();
     if all.is_empty() {
         let msg = vec![
             Line::from("no rollouts yet: rates by position"),
@@ -82,36 +164,30 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let mut datasets = Vec::new();
     // Our own key in the bottom border: ratatui's legend box hides on small charts.
     let mut key: Vec<Span> = Vec::new();
-    for (i, (rate, lo, hi)) in &all {
-        let name = entry.analysis.behaviors[*i].behavior.clone();
-        let color = app.theme.behavior_color(*i);
-        let mut style = app.theme.fg(color);
-        if *i == app.behavior_index() {
+    for curve in &all {
+        let (rate, lo, hi) = &curve.series;
+        let mut style = app.theme.fg(curve.color);
+        if curve.bold {
             style = style.add_modifier(Modifier::BOLD);
         }
-        datasets.push(
-            Dataset::default()
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(app.theme.fg(color))
-                .data(lo),
-        );
-        datasets.push(
-            Dataset::default()
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(app.theme.fg(color))
-                .data(hi),
-        );
-        let shown = if wide {
-            name.as_str()
+        for band in [lo, hi] {
+            datasets.push(
+                Dataset::default()
+                    .marker(Marker::Dot)
+                    .graph_type(GraphType::Scatter)
+                    .style(app.theme.fg(curve.color))
+                    .data(band),
+            );
+        }
+        let glyph = if curve.marker == Marker::Block {
+            "█"
         } else {
-            short_name(&name)
+            "━"
         };
-        key.push(Span::styled(format!(" ━ {shown}"), style));
+        key.push(Span::styled(format!(" {glyph} {}", curve.key), style));
         datasets.push(
             Dataset::default()
-                .marker(Marker::Braille)
+                .marker(curve.marker)
                 .graph_type(GraphType::Line)
                 .style(style)
                 .data(rate),
@@ -130,7 +206,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         format!(" ┊ S{} ", app.selected),
         app.theme.fg(app.theme.focus),
     ));
-    if wide && all.iter().any(|(_, (_, lo, _))| !lo.is_empty()) {
+    if wide && all.iter().any(|c| !c.series.1.is_empty()) {
         key.push(Span::styled("• band ", app.theme.fg(app.theme.muted)));
     }
     let chart = Chart::new(datasets)

@@ -17,6 +17,7 @@ use anchorscope_core::analysis::{
     BehaviorAnalysis, Difference, ImportanceKind, MetricSource, Rate,
 };
 use anchorscope_core::export::format::fmt_signed;
+use anchorscope_core::trace::intervention::Edit;
 use anchorscope_core::trace::{LabelValue, Rollout};
 
 /// Rollouts listed under "rollouts" at most.
@@ -184,6 +185,75 @@ fn adaptive_lines(app: &App, i: usize, shown: &str) -> Vec<Line<'static>> {
     out
 }
 
+/// The interventions on sentence `i` (`d`, `w`, `t`): the rate after each against the
+/// original's at the same point, the difference with its Newcombe interval, and after a
+/// deletion how often the content came back.
+fn intervention_lines(app: &App, i: usize, behavior: &str, width: usize) -> Vec<Line<'static>> {
+    let effects = crate::interventions::effects_on(app, i, behavior);
+    if effects.is_empty() {
+        return Vec::new();
+    }
+    let t = &app.theme;
+    let muted = t.fg(t.muted);
+    let head = t.fg(t.title).add_modifier(Modifier::BOLD);
+    let kv = |k: String, v: String| {
+        Line::from(vec![Span::styled(format!("{k:<15}"), muted), Span::raw(v)])
+    };
+    let original_tier = app
+        .entry()
+        .and_then(|e| anchorscope_core::trace::intervention::tier_of(&e.loaded.trace.prompt))
+        .map(|free| if free { "free" } else { "paid" });
+    let mut out = vec![
+        Line::from(""),
+        Line::styled(format!("interventions on S{i}"), head),
+    ];
+    for e in effects {
+        let (key, against) = match &e.edit {
+            Edit::Delete { .. } => ("deleted".to_string(), "kept".to_string()),
+            Edit::Replace { text, .. } => {
+                out.push(kv(
+                    "rewritten as".into(),
+                    truncate(&format!("{text:?}"), width.saturating_sub(16).max(8)),
+                ));
+                ("after rewrite".to_string(), "kept".to_string())
+            }
+            Edit::SwapTier { free } => {
+                let at = if e.position == i { "i" } else { "i+1" };
+                (
+                    format!("{} at {at}", if *free { "free" } else { "paid" }),
+                    original_tier.unwrap_or("original").to_string(),
+                )
+            }
+        };
+        out.push(kv(key, fmt_rate(&e.after)));
+        out.push(kv(
+            format!("{against} (P{})", e.parent_position),
+            fmt_rate(&e.original),
+        ));
+        let diff = Line::from(vec![
+            Span::styled(format!("{:<15}", "  Δ (95%)"), muted),
+            Span::raw(fmt_difference(e.difference)),
+        ]);
+        // after − original: its sign is the edit's effect, not a sentence's direction, so it
+        // is emphasised when significant rather than colored orange or purple.
+        out.push(match e.difference {
+            Some(d) if d.significant() => diff.style(head),
+            _ => diff,
+        });
+        if let Some(r) = e.resilience {
+            out.push(kv(
+                "content back".into(),
+                format!(
+                    "{}  (cos ≥ {:.2})",
+                    fmt_rate(&r),
+                    app.analysis_options().similarity_threshold
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Who produced the labels of `behavior`: a note for the rule-based AF judge.
 fn classifier_note(rollouts: &[Rollout], behavior: &str) -> Option<String> {
     let label = rollouts.iter().find_map(|r| r.labels.get(behavior))?;
@@ -314,6 +384,7 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             }
             (MetricSource::Rollouts, None) => {}
         }
+        lines.extend(intervention_lines(app, i, &name, width));
         if let Some(m) = m {
             let kl_key = match &b.source {
                 MetricSource::Imported { .. } => "KL (theirs)",

@@ -50,6 +50,29 @@ fn value(v: LabelValue) -> &'static str {
     }
 }
 
+/// "after S3 deleted (PARENT~del3) · content back (cos 0.91)": the intervention a derived
+/// rollout follows, and after a deletion how close its reasoning came to the deleted sentence.
+fn intervened_how(app: &App, child: usize, recurrence: Option<f32>) -> String {
+    let Some(trace) = app.traces.get(child).map(|e| &e.loaded.trace) else {
+        return "after an intervention".into();
+    };
+    let edit = trace
+        .derived
+        .as_ref()
+        .map_or_else(|| "an intervention".into(), |d| d.edit.describe());
+    let mut how = format!("after {edit} ({})", trace.id);
+    if let Some(sim) = recurrence {
+        let threshold = app.analysis_options().similarity_threshold;
+        let back = if sim >= threshold {
+            "came back"
+        } else {
+            "did not come back"
+        };
+        how.push_str(&format!(" · deleted content {back} (best cos {sim:.2})"));
+    }
+    how
+}
+
 /// The browser's lines and the first line of each rollout.
 fn browser_lines(
     app: &App,
@@ -85,6 +108,7 @@ fn browser_lines(
             RolloutKind::Different(s) => format!("replaced, different (cos {s:.2})"),
             RolloutKind::Similar(s) => format!("replaced, similar (cos {s:.2})"),
             RolloutKind::Replaced => "replaced (no similarity recorded)".to_string(),
+            RolloutKind::Intervened { child } => intervened_how(app, *child, r.recurrence),
         };
         let style = if k == cursor {
             head.add_modifier(Modifier::REVERSED)
@@ -105,7 +129,10 @@ fn browser_lines(
         if let Some(run) = &r.run {
             lines.push(Line::styled(format!("  run {run}"), muted));
         }
-        if !matches!(kind, RolloutKind::Kept) {
+        if matches!(
+            kind,
+            RolloutKind::Different(_) | RolloutKind::Similar(_) | RolloutKind::Replaced
+        ) {
             lines.push(Line::from(vec![
                 Span::styled("  T_i  ", muted),
                 Span::raw(r.replacement.clone()),

@@ -8,7 +8,7 @@ use ratatui::widgets::{LineGauge, Paragraph};
 use ratatui::Frame;
 
 use crate::action::Action;
-use crate::app::{importance_label, App, Screen};
+use crate::app::{importance_label, App, PromptPurpose, Screen};
 use crate::engine_hook::format_eta;
 use anchorscope_engine::AdaptiveProgress;
 
@@ -45,18 +45,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let area = rest;
     let sep = Span::styled(" │ ", t.fg(t.muted));
     if let Some(p) = &app.prompt {
-        let what = match app.screen {
-            Screen::List => "filter",
-            Screen::Trace | Screen::Compare => "search",
-        };
-        let line = Line::from(vec![
-            Span::styled(
-                format!(" {what} /"),
-                t.fg(t.focus).add_modifier(Modifier::BOLD),
+        let (what, hint) = match (p.purpose, app.screen) {
+            (PromptPurpose::Rewrite { sentence }, _) => (
+                format!(" rewrite S{sentence} › "),
+                "  Enter samples · Ctrl-E $EDITOR · Esc cancels",
             ),
-            Span::raw(p.input.clone()),
+            (PromptPurpose::Search, Screen::List) => {
+                (" filter /".to_string(), "  Enter confirms · Esc cancels")
+            }
+            (PromptPurpose::Search, _) => {
+                (" search /".to_string(), "  Enter confirms · Esc cancels")
+            }
+        };
+        // A long rewrite shows its end, where the typing happens.
+        let room = (area.width as usize)
+            .saturating_sub(what.chars().count() + hint.chars().count() + 1)
+            .max(8);
+        let line = Line::from(vec![
+            Span::styled(what, t.fg(t.focus).add_modifier(Modifier::BOLD)),
+            Span::raw(tail_chars(&p.input, room)),
             Span::styled("█", t.fg(t.focus)),
-            Span::styled("  Enter confirms · Esc cancels", t.fg(t.muted)),
+            Span::styled(hint, t.fg(t.muted)),
         ]);
         frame.render_widget(Paragraph::new(line), area);
         return;
@@ -254,4 +263,14 @@ fn fit(text: &str, width: usize) -> String {
     let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// The last `n` characters of `text`, with `…` in front when cut.
+fn tail_chars(text: &str, n: usize) -> String {
+    let count = text.chars().count();
+    if count <= n {
+        return text.to_string();
+    }
+    let skip = count - n.saturating_sub(1);
+    format!("…{}", text.chars().skip(skip).collect::<String>())
 }
