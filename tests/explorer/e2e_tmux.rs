@@ -528,3 +528,126 @@ fn closing_the_terminal_ends_the_process() {
         "the explorer (pid {explorer}) is still running after the hang-up"
     );
 }
+
+/// Lines in a file (0 while it does not exist).
+fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// The one file in `dir` whose name ends with `suffix`.
+fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
+
+/// Wait (up to 90 s) until `what` holds; panics with the screen otherwise.
+fn wait_until(tmux: &Tmux, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; screen:\n{}", tmux.screen());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Interventions in the real binary, sampled by a tiny model the test writes itself: `d`
+/// deletes S2 (the derived trace is written beside the sample, sampled at P2, and the parent
+/// at P3), `t` swaps the tier keeping the reasoning (positions 2 and 3 on both sides), and the
+/// detail pane shows both interventions.
+#[test]
+fn d_and_t_intervene_in_the_real_binary() {
+    use anchorscope::engine::lm::testing::{write_tiny_gguf, TinySpec};
+    use anchorscope::engine::lm::Arch;
+    use anchorscope::trace::intervention::Edit;
+    use anchorscope::trace::{Rollout, Trace};
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let mut spec = TinySpec::new(Arch::Llama, 7).with_byte_level_tokenizer();
+    spec.context = 4096;
+    write_tiny_gguf(&model, &spec).unwrap();
+    let mut trace: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sample("example-free-tier-complies.json")).unwrap(),
+    )
+    .unwrap();
+    trace["manifest"]["sampler"] =
+        serde_json::json!({"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 16});
+    let trace_path = dir.path().join("trace.json");
+    std::fs::write(&trace_path, serde_json::to_string_pretty(&trace).unwrap()).unwrap();
+    let store = dir.path().join("trace.rollouts.jsonl");
+    let exit_file = dir.path().join("exit-status");
+    let command = format!(
+        "'{BIN}' --model '{}' --device cpu '{}'; echo $? > '{}'",
+        model.display(),
+        trace_path.display(),
+        exit_file.display()
+    );
+    let tmux = Tmux::start("intervene", 140, 60, &command);
+    tmux.wait_for("the trace view", |s| s.contains("1/17"));
+    tmux.wait_for("the model", |s| s.contains("model ready"));
+
+    // d on S2: the derived trace beside the sample, 16 rollouts after the deletion, then 16 of
+    // the parent with S2 kept.
+    tmux.keys(&["j", "j", "d"]);
+    wait_until(&tmux, "the deletion's rollouts", || {
+        file_ending(dir.path(), "~del2.rollouts.jsonl").is_some_and(|p| line_count(&p) >= 16)
+            && line_count(&store) >= 16
+    });
+    let derived_path = file_ending(dir.path(), "~del2.json").unwrap();
+    let derived: Trace =
+        serde_json::from_str(&std::fs::read_to_string(&derived_path).unwrap()).unwrap();
+    let derivation = derived.derived.clone().unwrap();
+    assert_eq!(derivation.edit, Edit::Delete { sentence: 2 });
+    assert_eq!(derived.sentences.len(), 2);
+    let rollouts = |path: &Path| -> Vec<Rollout> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let after = rollouts(&file_ending(dir.path(), "~del2.rollouts.jsonl").unwrap());
+    assert!(after.iter().all(|r| r.position == 2), "sampled at P2 only");
+    let kept = rollouts(&store);
+    assert!(
+        kept.iter().all(|r| r.position == 3),
+        "the parent at P3 only"
+    );
+    // Seeds come from the derived trace's id: none repeats the parent's.
+    assert!(after.iter().all(|a| kept.iter().all(|k| k.seed != a.seed)));
+    tmux.wait_for("the effect in the detail pane", |s| {
+        s.contains("interventions on S2") && s.contains("deleted") && s.contains("kept (P3)")
+    });
+
+    // t on S2: the other tier with the same reasoning, positions 2 and 3 on both sides.
+    tmux.keys(&["t"]);
+    wait_until(&tmux, "the tier swap's rollouts", || {
+        file_ending(dir.path(), "~tier-paid.rollouts.jsonl").is_some_and(|p| line_count(&p) >= 32)
+            && line_count(&store) >= 32
+    });
+    let swapped: Trace = serde_json::from_str(
+        &std::fs::read_to_string(file_ending(dir.path(), "~tier-paid.json").unwrap()).unwrap(),
+    )
+    .unwrap();
+    let parent: Trace =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    assert_eq!(swapped.response, parent.response);
+    assert_eq!(
+        anchorscope::trace::intervention::tier_of(&swapped.prompt),
+        Some(false)
+    );
+    // The tiny model writes no compliance tag, so its rates are n/a: the detail pane lists the
+    // swap's positions all the same (the chart draws curves only from valid labels).
+    tmux.wait_for("the tier effect", |s| {
+        s.contains("interventions on S2") && s.contains("paid at i ")
+    });
+    tmux.keys(&["q"]);
+    assert_eq!(wait_for_file(&exit_file).trim(), "0");
+}
