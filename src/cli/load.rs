@@ -36,6 +36,37 @@ pub fn load(path: &Path, split: &SplitOptions) -> anyhow::Result<LoadOutcome> {
     Ok(outcome)
 }
 
+/// Add the interventions made on the loaded traces (`PARENT~….json` beside each, written by
+/// `intervene` or the explorer) that the path did not already load, so their effects show with
+/// their parents. One that fails to load is reported beside the others.
+pub fn add_derived(outcome: &mut LoadOutcome, split: &SplitOptions) {
+    use anchorscope::store::derived::derived_files_of;
+    let mut found = Vec::new();
+    for t in &outcome.traces {
+        for path in derived_files_of(&t.path, &t.trace.id) {
+            let known = outcome.traces.iter().any(|o| o.path == path) || found.contains(&path);
+            if !known {
+                found.push(path);
+            }
+        }
+    }
+    for path in found {
+        match load_path(&path, split) {
+            Ok(more) => {
+                // Only derived traces: a user's own file that happens to share the prefix stays
+                // out.
+                outcome.traces.extend(
+                    more.traces
+                        .into_iter()
+                        .filter(|t| t.trace.derived.is_some()),
+                );
+                outcome.errors.extend(more.errors);
+            }
+            Err(e) => outcome.errors.push(e),
+        }
+    }
+}
+
 /// Report what loaded with problems (bad files beside good ones, store warnings) on stderr.
 pub fn warn_about(outcome: &LoadOutcome) {
     for e in &outcome.errors {

@@ -26,6 +26,8 @@ pub fn run(
     };
     // Load before touching the terminal, so load errors print as plain lines.
     let mut outcome = load::load(&path, &config.split)?;
+    let loaded_by_path = outcome.traces.len();
+    load::add_derived(&mut outcome, &config.split);
     if !std::io::stdout().is_terminal() {
         bail!(
             "the explorer needs a terminal, but stdout is not one; for output to a file or pipe use `anchorscope stats {}` or `anchorscope export {} --format …`",
@@ -36,9 +38,14 @@ pub fn run(
     load::fill_similarities(&mut outcome.traces);
     // A directory of traces opens on the trace list even when it holds a single trace; a
     // directory that is itself one trace (a Thought Anchors problem folder) opens that trace.
-    let is_one_trace_folder = outcome.traces.iter().all(|t| t.path == path);
+    let is_one_trace_folder = outcome.traces[..loaded_by_path]
+        .iter()
+        .all(|t| t.path == path);
+    let force_list = path.is_dir() && !is_one_trace_folder;
     let options = anchorscope::tui::RunOptions {
-        force_list: path.is_dir() && !is_one_trace_folder,
+        force_list,
+        // One trace asked for, listed with its interventions: it opens, Esc lists them all.
+        open_first: !force_list && loaded_by_path == 1,
         engine: engine.worker_config(&config)?,
     };
     let mut settings = config.explorer();

@@ -650,4 +650,26 @@ fn d_and_t_intervene_in_the_real_binary() {
     });
     tmux.keys(&["q"]);
     assert_eq!(wait_for_file(&exit_file).trim(), "0");
+    drop(tmux);
+
+    // Opened again on the trace alone: its interventions are found beside it and shown at
+    // once; the trace opens, and Esc lists it with them.
+    let again_exit = dir.path().join("exit-again");
+    let command = format!(
+        "'{BIN}' --no-engine '{}'; echo $? > '{}'",
+        trace_path.display(),
+        again_exit.display()
+    );
+    let tmux = Tmux::start("intervene-again", 140, 60, &command);
+    tmux.wait_for("the trace view", |s| s.contains("1/17"));
+    tmux.keys(&["j", "j"]);
+    tmux.wait_for("the stored interventions", |s| {
+        s.contains("interventions on S2") && s.contains("kept (P3)") && s.contains("paid at i ")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the list with the derived traces", |s| {
+        s.contains("traces (3)") && s.contains("~del2") && s.contains("~tier-paid")
+    });
+    tmux.keys(&["q"]);
+    assert_eq!(wait_for_file(&again_exit).trim(), "0");
 }

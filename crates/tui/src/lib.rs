@@ -62,6 +62,9 @@ pub fn run(outcome: LoadOutcome, config: ExplorerSettings) -> anyhow::Result<()>
 pub struct RunOptions {
     /// Start on the trace list even when only one trace loaded (a directory was opened).
     pub force_list: bool,
+    /// Open the first trace at once even when others are listed (a single trace was asked for
+    /// and its interventions were loaded with it).
+    pub open_first: bool,
     /// Start the sampling engine with this model (None: no engine, `r` says so).
     pub engine: Option<WorkerConfig>,
 }
@@ -79,6 +82,8 @@ pub fn run_with_options(
     let mut app = App::new(outcome, &config)?;
     if options.force_list {
         app.show_list();
+    } else if options.open_first {
+        app.open(0);
     }
     let (tx, rx) = mpsc::channel();
     // The worker loads the model on its own thread (installing it first if needed); its

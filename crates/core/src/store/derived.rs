@@ -31,6 +31,36 @@ pub fn derived_path_for(parent_path: &Path, derived_id: &str) -> PathBuf {
     dir.join(format!("{safe}.json"))
 }
 
+/// The derived traces' files of the trace `parent_id` read from `parent_path`: every
+/// `<id>~….json` where [`derived_path_for`] writes them, sorted by name. Their own stores and
+/// the files kept beside stores are not traces and are left out.
+pub fn derived_files_of(parent_path: &Path, parent_id: &str) -> Vec<PathBuf> {
+    let probe = derived_path_for(parent_path, &format!("{parent_id}~"));
+    let (Some(dir), Some(name)) = (probe.parent(), probe.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = name.to_string_lossy().trim_end_matches(".json").to_string();
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(&prefix) && n.ends_with(".json") && !n.ends_with(".manifest.json")
+            }) && p.is_file()
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// What [`save_derived`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Saved {
@@ -92,6 +122,10 @@ mod tests {
         assert_eq!(save_derived(&path, &d).unwrap(), Saved::Reused);
         let back: Trace = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, d);
+        // Found again from the parent's path, without the store beside it.
+        std::fs::write(dir.path().join("af_1~del1.rollouts.jsonl"), "").unwrap();
+        std::fs::write(dir.path().join("af_10.json"), "{}").unwrap();
+        assert_eq!(derived_files_of(&parent_path, "af/1"), vec![path.clone()]);
         // Another trace under the same name is refused, and the file is left as it was.
         let other = derive(&parent(), Edit::Delete { sentence: 0 }).unwrap();
         let err = save_derived(&path, &other).unwrap_err().to_string();
