@@ -17,7 +17,7 @@ use anchorscope::engine::{worker, AdaptivePlan, AdaptiveProgress, Job};
 use anchorscope::store::atomic_write;
 use anchorscope::trace::SamplerSettings;
 
-use super::engine_opts::{engine_settings, now_utc, sampler_settings, worker_config};
+use super::engine_opts::{model_label, now_utc};
 use super::job_runner::run_jobs;
 use super::{load, stats, AnalyzeArgs, ImportanceArg, StatsArgs};
 
@@ -68,10 +68,10 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         bail!("-n 0: ask for at least one rollout per position");
     }
     let base = trace.manifest.sampler.clone().unwrap_or_default();
-    let sampler = sampler_settings(base, args.max_new_tokens, args.temperature, args.top_p)?;
+    let sampler = args.sampling.sampler(base)?;
 
     let (tx, rx) = mpsc::channel();
-    let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
+    let engine = args.sampling.engine(config)?;
     let mut behaviors = anchorscope::behavior::BehaviorSet::with_user(&config.behaviors)
         .context("in the config's [[behavior]] tables")?;
     if config.judge.enabled {
@@ -86,17 +86,8 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let worker_cfg = worker_config(
-        args.model.as_deref(),
-        &args.device,
-        !args.no_embedder,
-        config,
-        engine,
-    );
-    let model_label = match (&worker_cfg.engine.model, &worker_cfg.model) {
-        (Some(name), _) if remote => name.clone(),
-        (_, choice) => choice.label(),
-    };
+    let worker_cfg = args.sampling.worker(config, engine);
+    let model_label = model_label(&worker_cfg);
     let handle = worker::spawn(worker_cfg, move |e| {
         let _ = tx.send(e);
     });
@@ -110,7 +101,14 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
         sampler: sampler.clone(),
         adaptive: adaptive.clone(),
     };
-    let outcome = run_jobs(&handle, &rx, vec![job], model_label, adaptive_line)?;
+    let outcome = run_jobs(
+        &handle,
+        &rx,
+        "analyze",
+        vec![job],
+        model_label,
+        adaptive_line,
+    )?;
     handle.shutdown();
     let stored = outcome.total_stored();
     let (errors, model_status, last_adaptive) =
@@ -195,13 +193,7 @@ fn swap_tier_args(args: &AnalyzeArgs) -> super::intervene::InterveneArgs {
         swap_tier: true,
         n: args.n,
         behavior: args.behavior.clone(),
-        model: args.model.clone(),
-        remote: args.remote.clone(),
-        device: args.device.clone(),
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_p: args.top_p,
-        no_embedder: args.no_embedder,
+        sampling: args.sampling.clone(),
         json: args.json,
     }
 }

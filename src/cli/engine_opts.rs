@@ -109,6 +109,78 @@ impl EngineArgs {
     }
 }
 
+/// The model and sampler options of the commands that sample a trace (`analyze`,
+/// `intervene`), flattened into each so both read them the same way.
+#[derive(Clone, Debug, Args)]
+pub struct SamplingArgs {
+    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
+    /// (smollm2-135m, qwen2.5-0.5b), the last two installed on first use; with --engine openai,
+    /// the served model's name.
+    #[arg(long, value_name = "PATH|default|NAME")]
+    pub model: Option<String>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    /// Where the model runs: auto, cpu, cuda.
+    #[arg(long, value_name = "DEVICE", value_parser = DEVICES, default_value = "auto")]
+    pub device: String,
+
+    /// Token cap per rollout (default: the trace's manifest, else 1024).
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<u32>,
+
+    /// Sampling temperature; 0 is greedy (default: the trace's manifest, else 0.6).
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling mass (default: the trace's manifest, else 0.95).
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Do not load the sentence embedder (no similarity is recorded: counterfactual importance
+    /// then has no different-meaning set, and a deletion no resilience).
+    #[arg(long)]
+    pub no_embedder: bool,
+}
+
+impl SamplingArgs {
+    /// The sampler settings: `base` (the trace's recorded ones, else the defaults) with the
+    /// flags over it.
+    pub fn sampler(&self, base: SamplerSettings) -> anyhow::Result<SamplerSettings> {
+        sampler_settings(base, self.max_new_tokens, self.temperature, self.top_p)
+    }
+
+    /// The `[engine]` settings after `--engine`, `--url` and `--model`.
+    pub fn engine(&self, config: &anchorscope::config::Config) -> anyhow::Result<EngineSettings> {
+        engine_settings(&self.remote, self.model.as_deref(), config)
+    }
+
+    /// The worker's configuration on `engine`.
+    pub fn worker(
+        &self,
+        config: &anchorscope::config::Config,
+        engine: EngineSettings,
+    ) -> WorkerConfig {
+        worker_config(
+            self.model.as_deref(),
+            &self.device,
+            !self.no_embedder,
+            config,
+            engine,
+        )
+    }
+}
+
+/// The model a worker samples with, as progress lines and manifests name it: the served model's
+/// name through an inference server, else the local model's.
+pub fn model_label(worker: &WorkerConfig) -> String {
+    match (&worker.engine.model, &worker.model) {
+        (Some(name), _) if worker.engine.kind == EngineKind::Openai => name.clone(),
+        (_, choice) => choice.label(),
+    }
+}
+
 /// A worker configuration from command-line values (model `None` = the default model; with an
 /// openai engine the model is the server's and `model` is not a path).
 pub fn worker_config(

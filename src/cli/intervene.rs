@@ -22,7 +22,7 @@ use anchorscope::trace::intervention::{
 };
 use anchorscope::trace::{Rollout, Trace};
 
-use super::engine_opts::{self, engine_settings, sampler_settings, worker_config};
+use super::engine_opts::{self, model_label};
 use super::job_runner::run_jobs;
 use super::load;
 use super::output::{print, warn};
@@ -59,33 +59,8 @@ pub struct InterveneArgs {
     #[arg(long, value_name = "B")]
     pub behavior: Option<String>,
 
-    /// A GGUF file, a model directory, `default`, or a known model name; with --engine openai,
-    /// the served model's name.
-    #[arg(long, value_name = "PATH|default|NAME")]
-    pub model: Option<String>,
-
     #[command(flatten)]
-    pub remote: engine_opts::RemoteArgs,
-
-    /// Where the model runs: auto, cpu, cuda.
-    #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
-    pub device: String,
-
-    /// Token cap per rollout (default: the trace's manifest, else 1024).
-    #[arg(long, value_name = "N")]
-    pub max_new_tokens: Option<u32>,
-
-    /// Sampling temperature (default: the trace's manifest, else 0.6).
-    #[arg(long, value_name = "T")]
-    pub temperature: Option<f64>,
-
-    /// Nucleus sampling mass (default: the trace's manifest, else 0.95).
-    #[arg(long, value_name = "P")]
-    pub top_p: Option<f64>,
-
-    /// Do not load the sentence embedder (no similarities, no resilience).
-    #[arg(long)]
-    pub no_embedder: bool,
+    pub sampling: engine_opts::SamplingArgs,
 
     /// Print JSON instead of the table.
     #[arg(long)]
@@ -169,7 +144,7 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
 
     // Both sides are sampled with the same settings: the parent's manifest, then the flags.
     let base = parent.manifest.sampler.clone().unwrap_or_default();
-    let sampler = sampler_settings(base, args.max_new_tokens, args.temperature, args.top_p)?;
+    let sampler = args.sampling.sampler(base)?;
     let (derived_positions, parent_positions): (Vec<usize>, Vec<usize>) =
         match (continuation_position(&derived), parent_position(&edit)) {
             (Some(d), Some(p)) => (vec![d], vec![p]),
@@ -191,20 +166,14 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
         job(1, &derived, &derived_store, &derived_positions),
         job(2, parent, &loaded.store_path, &parent_positions),
     ];
-    let engine = engine_settings(&args.remote, args.model.as_deref(), config)?;
-    let worker_cfg = worker_config(
-        args.model.as_deref(),
-        &args.device,
-        !args.no_embedder,
-        config,
-        engine,
-    );
-    let label = worker_cfg.model.label();
+    let engine = args.sampling.engine(config)?;
+    let worker_cfg = args.sampling.worker(config, engine);
+    let label = model_label(&worker_cfg);
     let (tx, rx) = mpsc::channel();
     let handle = worker::spawn(worker_cfg, move |e| {
         let _ = tx.send(e);
     });
-    let outcome = run_jobs(&handle, &rx, jobs, label, |_| String::new())?;
+    let outcome = run_jobs(&handle, &rx, "intervene", jobs, label, |_| String::new())?;
     handle.shutdown();
     if outcome.total_stored() == 0 && !outcome.errors.is_empty() {
         bail!("no rollout was sampled:\n  {}", outcome.errors.join("\n  "));

@@ -28,11 +28,13 @@ impl JobsOutcome {
     }
 }
 
-/// Submit `jobs` in order, each after the previous one finished, reporting progress on stderr.
-/// `adaptive_line` renders an adaptive look for the progress line.
+/// Submit `jobs` in order, each after the previous one finished, reporting progress on stderr
+/// (`command` names the line, with the trace when there are several jobs). `adaptive_line`
+/// renders an adaptive look for the progress line.
 pub fn run_jobs(
     handle: &WorkerHandle,
     rx: &Receiver<EngineEvent>,
+    command: &str,
     jobs: Vec<Job>,
     model_label: String,
     adaptive_line: impl Fn(&AdaptiveProgress) -> String,
@@ -41,13 +43,19 @@ pub fn run_jobs(
         model: model_label,
         ..JobsOutcome::default()
     };
+    let several = jobs.len() > 1;
     for job in jobs {
         let id = job.id;
+        let what = if several {
+            format!("{command} {}", job.trace.id)
+        } else {
+            command.to_string()
+        };
         handle
             .sender
             .send(EngineCommand::Submit(job))
             .context("the engine stopped before the job started")?;
-        let mut progress = ProgressLine::new();
+        let mut progress = ProgressLine::new(what);
         let mut stored = 0usize;
         for event in rx.iter() {
             match event {

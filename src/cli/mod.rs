@@ -499,35 +499,8 @@ pub struct AnalyzeArgs {
     #[command(flatten)]
     pub adaptive_opts: adaptive_opts::AdaptiveOpts,
 
-    /// A GGUF file, a model directory, `default`, or a model `anchorscope model install` knows
-    /// (smollm2-135m, qwen2.5-0.5b), the last two installed on first use; with --engine openai,
-    /// the served model's name.
-    #[arg(long, value_name = "PATH|default|NAME")]
-    pub model: Option<String>,
-
     #[command(flatten)]
-    pub remote: engine_opts::RemoteArgs,
-
-    /// Where the model runs: auto, cpu, cuda.
-    #[arg(long, value_name = "DEVICE", value_parser = engine_opts::DEVICES, default_value = "auto")]
-    pub device: String,
-
-    /// Token cap per rollout (default: the trace's manifest, else 1024).
-    #[arg(long, value_name = "N")]
-    pub max_new_tokens: Option<u32>,
-
-    /// Sampling temperature; 0 is greedy (default: the trace's manifest, else 0.6).
-    #[arg(long, value_name = "T")]
-    pub temperature: Option<f64>,
-
-    /// Nucleus sampling mass (default: the trace's manifest, else 0.95).
-    #[arg(long, value_name = "P")]
-    pub top_p: Option<f64>,
-
-    /// Do not load the sentence embedder (similarity is not recorded; counterfactual importance
-    /// then has no different-meaning set).
-    #[arg(long)]
-    pub no_embedder: bool,
+    pub sampling: engine_opts::SamplingArgs,
 
     /// Only this behavior in the printed table.
     #[arg(long, value_name = "B")]

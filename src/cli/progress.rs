@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 pub struct ProgressLine {
+    /// What the line is about: `analyze`, `intervene t1~del3`.
+    what: String,
     tty: bool,
     started: Instant,
     last_tenth: usize,
@@ -12,8 +14,9 @@ pub struct ProgressLine {
 }
 
 impl ProgressLine {
-    pub fn new() -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         Self {
+            what: what.into(),
             tty: std::io::stderr().is_terminal(),
             started: Instant::now(),
             last_tenth: 0,
@@ -24,6 +27,7 @@ impl ProgressLine {
     /// Show `done/total` with tokens/s and an ETA at the pace so far.
     pub fn update(&mut self, done: usize, total: usize, tokens_per_s: f64) {
         let line = format_line(
+            &self.what,
             done,
             total,
             tokens_per_s,
@@ -61,9 +65,15 @@ impl ProgressLine {
 }
 
 /// `analyze: 12/300 rollouts (4%) · 153 tok/s · ETA 2m10s`
-pub fn format_line(done: usize, total: usize, tokens_per_s: f64, elapsed_s: f64) -> String {
+pub fn format_line(
+    what: &str,
+    done: usize,
+    total: usize,
+    tokens_per_s: f64,
+    elapsed_s: f64,
+) -> String {
     let pct = (done * 100).checked_div(total).unwrap_or(100);
-    let mut line = format!("analyze: {done}/{total} rollouts ({pct}%) · {tokens_per_s:.0} tok/s");
+    let mut line = format!("{what}: {done}/{total} rollouts ({pct}%) · {tokens_per_s:.0} tok/s");
     if done > 0 && done < total && elapsed_s > 0.0 {
         let eta = elapsed_s / done as f64 * (total - done) as f64;
         line.push_str(&format!(
@@ -81,11 +91,11 @@ mod tests {
     #[test]
     fn line_has_counts_rate_and_eta() {
         assert_eq!(
-            format_line(10, 40, 151.2, 20.0),
+            format_line("analyze", 10, 40, 151.2, 20.0),
             "analyze: 10/40 rollouts (25%) · 151 tok/s · ETA 1m00s"
         );
         assert_eq!(
-            format_line(0, 0, 0.0, 0.0),
+            format_line("analyze", 0, 0, 0.0, 0.0),
             "analyze: 0/0 rollouts (100%) · 0 tok/s"
         );
     }

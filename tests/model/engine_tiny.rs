@@ -854,6 +854,20 @@ fn intervene_delete_and_swap_tier_on_the_tiny_model() {
         assert_eq!(e["rows"][0]["position"], 1, "{e}");
         assert_eq!(e["rows"][0]["parent_position"], 2, "{e}");
     }
+    // Without the embedder no rollout was compared with the deleted sentence: no resilience
+    // is claimed, and a note says why.
+    assert!(v.get("resilience").is_none(), "{v}");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("no resilience")),
+        "{v}"
+    );
+    assert!(store_lines(&derived_store)
+        .iter()
+        .all(|r| r.recurrence.is_none()));
     // Run again: the derived trace is reused and nothing is resampled.
     let again = run(&args);
     let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
