@@ -7,7 +7,9 @@
 //! parent's.
 
 use super::sampling::job_template;
-use super::{new_entry, App, Prompt, PromptPurpose, Screen, INTERACTIVE_ROLLOUTS, NO_ENGINE};
+use super::{
+    new_entry, App, Confirm, Popup, Prompt, PromptPurpose, Screen, INTERACTIVE_ROLLOUTS, NO_ENGINE,
+};
 use anchorscope_core::loaded::attach_store;
 use anchorscope_core::store::derived::{derived_path_for, save_derived};
 use anchorscope_core::trace::import::SourcedTrace;
@@ -104,6 +106,22 @@ impl App {
         if let Some(why) = self.cannot_intervene() {
             return self.set_info(why);
         }
+        // As for `r`: rollouts of another model continuing this one's reasoning are asked about.
+        if !self.model_confirmed.contains(&self.current) {
+            if let Some(why) = self.other_model() {
+                self.popup = Some(Popup::Confirm(Confirm::Intervene {
+                    edit,
+                    tier_positions,
+                    reasons: vec![why],
+                }));
+                return;
+            }
+        }
+        self.intervene_now(edit, tier_positions);
+    }
+
+    /// [`App::intervene`] once any question was answered.
+    pub(crate) fn intervene_now(&mut self, edit: Edit, tier_positions: Vec<usize>) {
         let parent_index = self.current;
         let Some(entry) = self.entry() else { return };
         let parent = &entry.loaded.trace;

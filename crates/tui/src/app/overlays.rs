@@ -121,6 +121,12 @@ pub enum Confirm {
         /// The sweep is adaptive, on this plan.
         adaptive: Option<AdaptivePlan>,
     },
+    /// Intervene although another model wrote the trace.
+    Intervene {
+        edit: anchorscope_core::trace::intervention::Edit,
+        tier_positions: Vec<usize>,
+        reasons: Vec<String>,
+    },
 }
 
 impl App {
@@ -341,6 +347,14 @@ impl App {
             } => {
                 self.model_confirmed.insert(self.current);
                 self.queue_resample(positions, adaptive);
+            }
+            Confirm::Intervene {
+                edit,
+                tier_positions,
+                ..
+            } => {
+                self.model_confirmed.insert(self.current);
+                self.intervene_now(edit, tier_positions);
             }
         }
     }

@@ -71,7 +71,7 @@ impl App {
 
     /// The trace was written by a model other than the engine's: rollouts then measure the
     /// engine's model continuing another model's reasoning.
-    fn other_model(&self) -> Option<String> {
+    pub(super) fn other_model(&self) -> Option<String> {
         let identity = self.engine_view.identity.as_ref()?;
         let entry = self.entry()?;
         match same_model(

@@ -176,6 +176,7 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, app: &App, question: &Confi
             (" quit? ", s.trim().to_string())
         }
         Confirm::Resample { reasons, .. } => (" resample anyway? ", reasons.join("\n\n")),
+        Confirm::Intervene { reasons, .. } => (" intervene anyway? ", reasons.join("\n\n")),
     };
     text.push_str("\n\ny / Enter: yes · any other key: no");
     let width = (area.width.saturating_sub(4)).min(72);

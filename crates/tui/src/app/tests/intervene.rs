@@ -330,3 +330,36 @@ fn interventions_say_why_they_cannot_run() {
     feed(&mut bare, [key('d')]);
     assert_eq!(bare.status.unwrap().text, NO_ENGINE);
 }
+
+#[test]
+fn another_models_trace_asks_before_intervening_and_yes_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = tiered_trace();
+    t.manifest.model = Some("Llama-3.1-405B".into());
+    let (mut app, rx) = app_in(dir.path(), t);
+    app.on_engine_event(EngineEvent::Model(anchorscope_engine::ModelIdentity {
+        engine: "local".into(),
+        model: "/m/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        sha256: None,
+    }));
+    feed(&mut app, [key('d')]);
+    assert!(
+        matches!(app.popup, Some(Popup::Confirm(Confirm::Intervene { .. }))),
+        "{:?}",
+        app.popup
+    );
+    assert!(rx.try_recv().is_err(), "nothing sampled before the answer");
+    assert!(!dir.path().join("t1~del0.json").exists());
+    let shown = screen(&mut app, 120, 30);
+    assert!(
+        shown.contains("intervene anyway?") && shown.contains("Llama-3.1-405B"),
+        "{shown}"
+    );
+    // No: nothing happens. Yes: the intervention goes on, and is not asked again.
+    feed(&mut app, [key('n')]);
+    assert!(rx.try_recv().is_err());
+    feed(&mut app, [key('d'), key('y')]);
+    assert_eq!(submitted(&rx).trace.id, "t1~del0");
+    feed(&mut app, [key('j'), key('d')]);
+    assert!(app.popup.is_none());
+}
