@@ -256,31 +256,39 @@ fn a_directory_opens_on_the_list_and_enter_opens_a_trace() {
     assert_eq!(wait_for_file(&exit_file).trim(), "0");
 }
 
+/// A tiny model the test writes itself (random weights, byte-level tokenizer) standing in for
+/// the default one, so nothing is downloaded, and the free-tier sample with a short token cap
+/// recorded in its manifest, so rollouts are quick: (model, trace) in `dir`.
+fn tiny_model_and_trace(dir: &Path, max_new_tokens: u32) -> (PathBuf, PathBuf) {
+    use anchorscope::engine::lm::testing::{write_tiny_gguf, TinySpec};
+    use anchorscope::engine::lm::Arch;
+    let model = dir.join("tiny.gguf");
+    // About one token per byte: the sample's prompt + response needs a few thousand positions.
+    let mut spec = TinySpec::new(Arch::Llama, 7).with_byte_level_tokenizer();
+    spec.context = 4096;
+    write_tiny_gguf(&model, &spec).unwrap();
+    let mut trace: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sample("example-free-tier-complies.json")).unwrap(),
+    )
+    .unwrap();
+    trace["manifest"]["sampler"] = serde_json::json!(
+        {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": max_new_tokens}
+    );
+    let trace_path = dir.join("trace.json");
+    std::fs::write(&trace_path, serde_json::to_string_pretty(&trace).unwrap()).unwrap();
+    (model, trace_path)
+}
+
 /// Live resampling in the real binary: a tiny model the test writes itself (random weights,
 /// byte-level tokenizer) stands in for the default one, so nothing is downloaded. `r` samples
 /// positions i and i+1; the rollouts land in the store and the detail pane counts them.
 #[test]
 fn r_resamples_the_selected_sentence_and_the_view_updates() {
-    use anchorscope::engine::lm::testing::{write_tiny_gguf, TinySpec};
-    use anchorscope::engine::lm::Arch;
     if skip_without_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    // About one token per byte: the sample's prompt + response needs a few thousand positions.
-    let mut spec = TinySpec::new(Arch::Llama, 7).with_byte_level_tokenizer();
-    spec.context = 4096;
-    write_tiny_gguf(&model, &spec).unwrap();
-    // The sample with a short token cap recorded in its manifest, so rollouts are quick.
-    let mut trace: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(sample("example-free-tier-complies.json")).unwrap(),
-    )
-    .unwrap();
-    trace["manifest"]["sampler"] =
-        serde_json::json!({"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 24});
-    let trace_path = dir.path().join("trace.json");
-    std::fs::write(&trace_path, serde_json::to_string_pretty(&trace).unwrap()).unwrap();
+    let (model, trace_path) = tiny_model_and_trace(dir.path(), 24);
     let store = dir.path().join("trace.rollouts.jsonl");
     let exit_file = dir.path().join("exit-status");
     let command = format!(
@@ -561,26 +569,13 @@ fn wait_until(tmux: &Tmux, what: &str, done: impl Fn() -> bool) {
 /// detail pane shows both interventions.
 #[test]
 fn d_and_t_intervene_in_the_real_binary() {
-    use anchorscope::engine::lm::testing::{write_tiny_gguf, TinySpec};
-    use anchorscope::engine::lm::Arch;
     use anchorscope::trace::intervention::Edit;
     use anchorscope::trace::{Rollout, Trace};
     if skip_without_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    let mut spec = TinySpec::new(Arch::Llama, 7).with_byte_level_tokenizer();
-    spec.context = 4096;
-    write_tiny_gguf(&model, &spec).unwrap();
-    let mut trace: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(sample("example-free-tier-complies.json")).unwrap(),
-    )
-    .unwrap();
-    trace["manifest"]["sampler"] =
-        serde_json::json!({"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 16});
-    let trace_path = dir.path().join("trace.json");
-    std::fs::write(&trace_path, serde_json::to_string_pretty(&trace).unwrap()).unwrap();
+    let (model, trace_path) = tiny_model_and_trace(dir.path(), 16);
     let store = dir.path().join("trace.rollouts.jsonl");
     let exit_file = dir.path().join("exit-status");
     let command = format!(

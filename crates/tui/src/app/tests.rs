@@ -107,6 +107,23 @@ fn single_app() -> App {
     App::new(outcome, &ExplorerSettings::default()).unwrap()
 }
 
+/// The screen after one frame on a `width` × `height` TestBackend, as text (rows trimmed).
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+    crate::draw(&mut term, app).unwrap();
+    let buffer = term.backend().buffer().clone();
+    (0..height)
+        .map(|y| {
+            let row: String = (0..width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect();
+            row.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn feed(app: &mut App, events: impl IntoIterator<Item = AppEvent>) {
     for e in events {
         app.handle(e);

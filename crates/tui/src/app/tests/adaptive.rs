@@ -4,9 +4,6 @@
 
 use std::sync::mpsc;
 
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
-
 use super::*;
 use anchorscope_core::analysis::adaptive::{AdaptiveSettings, Resolution, SentenceState};
 use anchorscope_core::trace::{ImportedMetrics, ImportedSentenceMetrics};
@@ -59,21 +56,6 @@ fn progress() -> AdaptiveProgress {
     let mut p = crate::adaptive::tests::progress(sentences, 60, 200, 3);
     p.notes = vec!["no embedder: resampling importance decides".into()];
     p
-}
-
-fn screen(app: &mut App, width: u16, height: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
-    crate::draw(&mut term, app).unwrap();
-    let buffer = term.backend().buffer().clone();
-    (0..height)
-        .map(|y| {
-            let row: String = (0..width)
-                .map(|x| buffer[(x, y)].symbol().to_string())
-                .collect();
-            row.trim_end().to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

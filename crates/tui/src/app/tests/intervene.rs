@@ -5,9 +5,6 @@
 
 use std::sync::mpsc;
 
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
-
 use super::*;
 use anchorscope_core::trace::intervention::Edit;
 use anchorscope_engine::Job;
@@ -81,21 +78,6 @@ fn finish(app: &mut App, job: &Job) {
         job: job.id,
         cancelled: false,
     });
-}
-
-fn screen(app: &mut App, width: u16, height: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
-    crate::draw(&mut term, app).unwrap();
-    let buffer = term.backend().buffer().clone();
-    (0..height)
-        .map(|y| {
-            let row: String = (0..width)
-                .map(|x| buffer[(x, y)].symbol().to_string())
-                .collect();
-            row.trim_end().to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
