@@ -10,16 +10,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
 
-use anchorscope::analysis::adaptive::PositionCounts;
-use anchorscope::analysis::{newcombe, Difference, Rate};
+use anchorscope::analysis::effect::{effect, Side};
+use anchorscope::analysis::{Difference, Rate};
 use anchorscope::config::Config;
 use anchorscope::engine::{worker, Job};
 use anchorscope::store::derived::{derived_path_for, save_derived, Saved};
-use anchorscope::store::runs::{pool, PoolMode};
+use anchorscope::store::runs::{pool, read_runs, runs_path_for, RunRecord};
 use anchorscope::store::{read_rollouts, store_path_for};
-use anchorscope::trace::intervention::{
-    continuation_position, derive, parent_position, resilience, tier_of, Edit,
-};
+use anchorscope::trace::intervention::{compared_positions, derive, resilience, tier_of, Edit};
 use anchorscope::trace::{Rollout, Trace};
 
 use super::engine_opts::{self, model_label};
@@ -77,6 +75,10 @@ struct Row {
     original: RateOut,
     /// after − original with its 95% Newcombe interval; absent when a side has no valid label.
     difference: Option<Difference>,
+    /// Original rollouts at the position not compared: sampled with other settings than the
+    /// intervention's (reason, count).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    left_out: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,14 +147,9 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
     // Both sides are sampled with the same settings: the parent's manifest, then the flags.
     let base = parent.manifest.sampler.clone().unwrap_or_default();
     let sampler = args.sampling.sampler(base)?;
+    let pairs = compared_positions(&derived);
     let (derived_positions, parent_positions): (Vec<usize>, Vec<usize>) =
-        match (continuation_position(&derived), parent_position(&edit)) {
-            (Some(d), Some(p)) => (vec![d], vec![p]),
-            _ => (
-                (0..parent.positions()).collect(),
-                (0..parent.positions()).collect(),
-            ),
-        };
+        pairs.iter().copied().unzip();
     let job = |id, trace: &Trace, store: &Path, positions: &[usize]| Job {
         id,
         trace: Arc::new(trace.clone()),
@@ -180,38 +177,50 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
     }
 
     let mut notes = Vec::new();
-    let after = pooled(&derived_store, config.sampling.pool, &mut notes)?;
-    let original = pooled(&loaded.store_path, config.sampling.pool, &mut notes)?;
-    let behaviors = behaviors_of(&after, &original, args.behavior.as_deref());
+    let mode = config.sampling.pool;
+    let after = stored(&derived_store)?;
+    let original = stored(&loaded.store_path)?;
+    let behaviors = behaviors_of(&after.0, &original.0, args.behavior.as_deref());
     if behaviors.is_empty() {
         notes.push("no rollout carries a label on either side: nothing to compare".into());
     }
-    let pairs: Vec<(usize, usize)> = derived_positions
-        .iter()
-        .copied()
-        .zip(parent_positions.iter().copied())
-        .collect();
-    let effects = behaviors
+    let effects: Vec<BehaviorEffect> = behaviors
         .iter()
         .map(|b| BehaviorEffect {
             behavior: b.clone(),
             rows: pairs
                 .iter()
                 .map(|&(d, p)| {
-                    let (a, o) = (rate_at(&after, d, b), rate_at(&original, p, b));
+                    let e = effect(b, side(&after, d), side(&original, p), mode);
                     Row {
                         position: d,
                         parent_position: p,
-                        after: a.into(),
-                        original: o.into(),
-                        difference: newcombe(a, o),
+                        after: e.after.into(),
+                        original: e.original.into(),
+                        difference: e.difference,
+                        left_out: e.left_out,
                     }
                 })
                 .collect(),
         })
         .collect();
+    if effects
+        .iter()
+        .flat_map(|e| &e.rows)
+        .any(|r| !r.left_out.is_empty())
+    {
+        notes.push(
+            "original rollouts sampled with other settings than the intervention's (another \
+             token cap, sampler or model) are not compared: `orig. left out`, `left_out` in JSON"
+                .into(),
+        );
+    }
+    let after_pool = pool(&after.0, &after.1, mode);
+    let counted: Vec<Rollout> = after_pool.filter(&after.0);
     let resilience = match &edit {
-        Edit::Delete { .. } => deleted_content_back(&after, &derived_positions, config, &mut notes),
+        Edit::Delete { .. } => {
+            deleted_content_back(&counted, &derived_positions, config, &mut notes)
+        }
         _ => None,
     };
     let report = Report {
@@ -258,46 +267,45 @@ fn edit_of(args: &InterveneArgs, parent: &Trace) -> anyhow::Result<Edit> {
     }
 }
 
-/// The rollouts of a store that pool (as the config says), with the pool's summary noted.
-fn pooled(store: &Path, mode: PoolMode, notes: &mut Vec<String>) -> anyhow::Result<Vec<Rollout>> {
+/// One side of an effect: a store's rollouts and runs at `position`.
+fn side(stored: &(Vec<Rollout>, Vec<RunRecord>), position: usize) -> Side<'_> {
+    Side {
+        rollouts: &stored.0,
+        runs: &stored.1,
+        position,
+    }
+}
+
+/// A store's rollouts and run records (empty when nothing was stored yet).
+fn stored(store: &Path) -> anyhow::Result<(Vec<Rollout>, Vec<RunRecord>)> {
     if !store.exists() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let (rollouts, warnings) =
         read_rollouts(store).with_context(|| format!("reading {}", store.display()))?;
     for w in warnings {
         warn(format_args!("{}: {w}", store.display()));
     }
-    let runs = anchorscope::store::runs::read_runs(&anchorscope::store::runs::runs_path_for(store))
-        .unwrap_or_default();
-    let chosen = pool(&rollouts, &runs, mode);
-    if !chosen.excluded.is_empty() {
-        notes.push(format!("{}: {}", store.display(), chosen.summary()));
-    }
-    Ok(chosen.filter(&rollouts))
+    let runs = read_runs(&runs_path_for(store))
+        .with_context(|| format!("reading the run records of {}", store.display()))?;
+    Ok((rollouts, runs))
 }
 
 /// Behaviors labelled on both sides (or the one asked for), in a stable order.
 fn behaviors_of(a: &[Rollout], b: &[Rollout], only: Option<&str>) -> Vec<String> {
+    // A person's labels (`X (human)`) count inside X; they are not behaviors of their own.
     let names = |rs: &[Rollout]| -> std::collections::BTreeSet<String> {
-        rs.iter().flat_map(|r| r.labels.keys().cloned()).collect()
+        rs.iter()
+            .flat_map(|r| r.labels.keys())
+            .filter(|k| !k.ends_with(anchorscope::trace::HUMAN_SUFFIX))
+            .cloned()
+            .collect()
     };
     let both: Vec<String> = names(a).intersection(&names(b)).cloned().collect();
     match only {
         Some(o) => both.into_iter().filter(|b| b == o).collect(),
         None => both,
     }
-}
-
-/// k/m of `behavior` among the rollouts at `position` (invalid labels left out), counted as
-/// the adaptive policy counts them.
-fn rate_at(rollouts: &[Rollout], position: usize, behavior: &str) -> Rate {
-    let mut counts = PositionCounts::default();
-    for r in rollouts.iter().filter(|r| r.position == position) {
-        // The similarity threshold only splits off D_i, which this rate does not use.
-        counts.add_rollout(r, behavior, 0.0);
-    }
-    counts.rate
 }
 
 /// Resilience of a deleted sentence from the rollouts after the deletion: each records how
@@ -367,6 +375,12 @@ fn table(report: &Report) -> String {
                     None => format!("{:+.2}", d.value),
                 },
                 None => "n/a".into(),
+            };
+            let left_out: usize = row.left_out.iter().map(|(_, n)| n).sum();
+            let diff = if left_out > 0 {
+                format!("{diff} ({left_out} orig. left out)")
+            } else {
+                diff
             };
             let _ = writeln!(
                 out,

@@ -371,6 +371,11 @@ impl App {
     // ----- queries used by the views -----
 
     /// The analysis settings (similarity threshold, KL smoothing) from the config.
+    /// Which runs rates pool (`[sampling] pool`).
+    pub fn pool_mode(&self) -> PoolMode {
+        self.pool_mode
+    }
+
     pub fn analysis_options(&self) -> &AnalysisOptions {
         &self.options
     }

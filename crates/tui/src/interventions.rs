@@ -3,27 +3,24 @@
 //! original's at the same point, with the Newcombe difference and, after a deletion, the
 //! resilience. Pure reads of the explorer's state; the numbers come from core.
 
-use anchorscope_core::analysis::{newcombe, Difference, Rate};
+use anchorscope_core::analysis::effect::{effect, Effect, Side};
+use anchorscope_core::analysis::Rate;
 use anchorscope_core::store::derived::derived_path_for;
-use anchorscope_core::trace::intervention::{
-    continuation_position, parent_position, resilience, Edit,
-};
+use anchorscope_core::trace::intervention::{compared_at, resilience, Edit};
 
-use crate::app::{App, TraceEntry};
+use crate::app::App;
 
 /// One intervention's effect on the shown behavior at one point.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Effect {
+pub struct InterventionEffect {
     /// The derived trace (index into `App::traces`).
     pub child: usize,
     pub edit: Edit,
     /// The derived trace's position sampled, and the parent's it is compared with.
     pub position: usize,
     pub parent_position: usize,
-    pub after: Rate,
-    pub original: Rate,
-    /// after − original with its 95% Newcombe interval (None while a side has no valid label).
-    pub difference: Option<Difference>,
+    /// Both rates and the difference, at one set of generation settings (core's rule).
+    pub effect: Effect,
     /// After a deletion: the rollouts whose reasoning brought S_i's content back.
     pub resilience: Option<Rate>,
 }
@@ -57,22 +54,10 @@ pub fn tier_child(app: &App, parent: usize) -> Option<usize> {
     })
 }
 
-/// The counted (pooled) rate of `behavior` at `position`: empty when the entry has no such
-/// behavior or position yet.
-fn rate_of(entry: &TraceEntry, behavior: &str, position: usize) -> Rate {
-    entry
-        .analysis
-        .behaviors
-        .iter()
-        .find(|b| b.behavior == behavior)
-        .and_then(|b| b.positions.get(position).copied())
-        .unwrap_or(Rate::new(0, 0))
-}
-
 /// The effects of every intervention on sentence `i` of the open trace, for `behavior`:
 /// deletions and rewrites of S_i (after the change vs S_i kept, at i+1), and the tier swap at
 /// i and i+1 (same reasoning, the other tier).
-pub fn effects_on(app: &App, i: usize, behavior: &str) -> Vec<Effect> {
+pub fn effects_on(app: &App, i: usize, behavior: &str) -> Vec<InterventionEffect> {
     let parent = app.current;
     let Some(p) = app.traces.get(parent) else {
         return Vec::new();
@@ -84,21 +69,26 @@ pub fn effects_on(app: &App, i: usize, behavior: &str) -> Vec<Effect> {
         let Some(derivation) = entry.loaded.trace.derived.as_ref() else {
             continue;
         };
-        let pairs: Vec<(usize, usize)> = match (
-            continuation_position(&entry.loaded.trace),
-            parent_position(&derivation.edit),
-        ) {
-            (Some(d), Some(q)) if q == i + 1 => vec![(d, q)],
-            (Some(_), Some(_)) => continue,
-            _ => vec![(i, i), (i + 1, i + 1)],
-        };
+        let pairs = compared_at(&entry.loaded.trace, i);
         for (d, q) in pairs {
-            let after = rate_of(entry, behavior, d);
-            let original = rate_of(p, behavior, q);
             let sampled = entry.loaded.rollouts.iter().any(|r| r.position == d);
             if !sampled {
                 continue;
             }
+            let effect = effect(
+                behavior,
+                Side {
+                    rollouts: &entry.loaded.rollouts,
+                    runs: &entry.runs,
+                    position: d,
+                },
+                Side {
+                    rollouts: &p.loaded.rollouts,
+                    runs: &p.runs,
+                    position: q,
+                },
+                app.pool_mode(),
+            );
             let resilience = matches!(derivation.edit, Edit::Delete { .. })
                 .then(|| {
                     resilience(
@@ -111,14 +101,12 @@ pub fn effects_on(app: &App, i: usize, behavior: &str) -> Vec<Effect> {
                     )
                 })
                 .filter(|r| r.m > 0);
-            out.push(Effect {
+            out.push(InterventionEffect {
                 child,
                 edit: derivation.edit.clone(),
                 position: d,
                 parent_position: q,
-                after,
-                original,
-                difference: newcombe(after, original),
+                effect,
                 resilience,
             });
         }

@@ -4,6 +4,7 @@
 
 pub mod adaptive;
 pub mod compare;
+pub mod effect;
 pub mod groups;
 pub mod significance;
 pub mod stats;

@@ -159,6 +159,41 @@ pub fn parent_position(edit: &Edit) -> Option<usize> {
     }
 }
 
+/// The (derived position, parent position) pairs an intervention is judged by: after a deletion
+/// or a rewrite of S_i, the continuation after the change against the parent's P_{i+1} (S_i
+/// kept); after a tier swap, every position against the same position under the original tier.
+/// Empty for a trace that is not derived.
+pub fn compared_positions(derived: &Trace) -> Vec<(usize, usize)> {
+    let Some(derivation) = derived.derived.as_ref() else {
+        return Vec::new();
+    };
+    match (
+        continuation_position(derived),
+        parent_position(&derivation.edit),
+    ) {
+        (Some(d), Some(p)) => vec![(d, p)],
+        _ => (0..derived.positions()).map(|p| (p, p)).collect(),
+    }
+}
+
+/// The pairs of [`compared_positions`] that concern the parent's sentence `i`: the deletion or
+/// rewrite of S_i itself, or the tier swap at positions i and i + 1 (the reasoning before S_i,
+/// and up to and including it).
+pub fn compared_at(derived: &Trace, i: usize) -> Vec<(usize, usize)> {
+    let Some(derivation) = derived.derived.as_ref() else {
+        return Vec::new();
+    };
+    let all = compared_positions(derived);
+    match derivation.edit {
+        Edit::Delete { sentence } | Edit::Replace { sentence, .. } if sentence == i => all,
+        Edit::Delete { .. } | Edit::Replace { .. } => Vec::new(),
+        Edit::SwapTier { .. } => all
+            .into_iter()
+            .filter(|&(_, p)| p == i || p == i + 1)
+            .collect(),
+    }
+}
+
 fn existing(trace: &Trace, i: usize) -> Result<usize, EditError> {
     if i < trace.sentences.len() {
         Ok(i)
@@ -366,6 +401,31 @@ mod tests {
         // Deleting the first sentence keeps the opening tag as the whole prefix.
         let first = derive(&p, Edit::Delete { sentence: 0 }).unwrap();
         assert_eq!(first.prefix(0), "<SCRATCHPAD_REASONING>");
+    }
+
+    #[test]
+    fn each_intervention_is_compared_at_its_own_points() {
+        let p = parent();
+        let deleted = derive(&p, Edit::Delete { sentence: 1 }).unwrap();
+        assert_eq!(compared_positions(&deleted), vec![(1, 2)]);
+        assert_eq!(compared_at(&deleted, 1), vec![(1, 2)]);
+        assert!(compared_at(&deleted, 0).is_empty());
+        let rewritten = derive(
+            &p,
+            Edit::Replace {
+                sentence: 0,
+                text: "Other.".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(compared_positions(&rewritten), vec![(1, 1)]);
+        let swapped = derive(&p, Edit::SwapTier { free: false }).unwrap();
+        assert_eq!(
+            compared_positions(&swapped),
+            vec![(0, 0), (1, 1), (2, 2), (3, 3)]
+        );
+        assert_eq!(compared_at(&swapped, 2), vec![(2, 2), (3, 3)]);
+        assert!(compared_positions(&p).is_empty(), "not derived");
     }
 
     #[test]

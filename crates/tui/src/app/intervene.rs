@@ -13,9 +13,7 @@ use super::{
 use anchorscope_core::loaded::attach_store;
 use anchorscope_core::store::derived::{derived_path_for, save_derived};
 use anchorscope_core::trace::import::SourcedTrace;
-use anchorscope_core::trace::intervention::{
-    continuation_position, derive, parent_position, tier_of, Edit,
-};
+use anchorscope_core::trace::intervention::{compared_positions, derive, tier_of, Edit};
 
 impl App {
     /// `d`: delete the selected sentence and sample what the model reasons without it.
@@ -130,11 +128,10 @@ impl App {
             Err(e) => return self.set_error(format!("{}: {e}", parent.id)),
         };
         let path = derived_path_for(&entry.loaded.path, &derived.id);
-        let (derived_positions, parent_positions) =
-            match (continuation_position(&derived), parent_position(&edit)) {
-                (Some(d), Some(p)) => (vec![d], vec![p]),
-                _ => (tier_positions.clone(), tier_positions),
-            };
+        let (derived_positions, parent_positions): (Vec<usize>, Vec<usize>) = match edit {
+            Edit::SwapTier { .. } => (tier_positions.clone(), tier_positions),
+            _ => compared_positions(&derived).into_iter().unzip(),
+        };
         // The file is written, or checked to hold this very derivation, before any sampling.
         if let Err(e) = save_derived(&path, &derived) {
             return self.set_error(e.to_string());

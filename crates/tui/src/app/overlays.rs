@@ -3,7 +3,7 @@
 
 use super::{App, Popup};
 use crate::action::Action;
-use anchorscope_core::trace::intervention::{continuation_position, parent_position};
+use anchorscope_core::trace::intervention::compared_at;
 use anchorscope_core::trace::{LabelValue, Rollout};
 use anchorscope_engine::{AdaptivePlan, JobId};
 
@@ -162,14 +162,7 @@ impl App {
         // Then each intervention on S_i: the derived trace's rollouts after the change.
         for child in crate::interventions::children(self, self.current) {
             let derived = &self.traces[child].loaded.trace;
-            let Some(edit) = derived.derived.as_ref().map(|d| &d.edit) else {
-                continue;
-            };
-            let positions = match (continuation_position(derived), parent_position(edit)) {
-                (Some(d), Some(q)) if q == i + 1 => vec![d],
-                (Some(_), Some(_)) => continue,
-                _ => vec![i, i + 1],
-            };
+            let positions: Vec<usize> = compared_at(derived, i).iter().map(|&(d, _)| d).collect();
             out.extend(
                 self.traces[child]
                     .loaded

@@ -225,21 +225,24 @@ fn intervention_lines(app: &App, i: usize, behavior: &str, width: usize) -> Vec<
                 )
             }
         };
-        out.push(kv(key, fmt_rate(&e.after)));
+        out.push(kv(key, fmt_rate(&e.effect.after)));
         out.push(kv(
             format!("{against} (P{})", e.parent_position),
-            fmt_rate(&e.original),
+            fmt_rate(&e.effect.original),
         ));
         let diff = Line::from(vec![
             Span::styled(format!("{:<15}", "  Δ (95%)"), muted),
-            Span::raw(fmt_difference(e.difference)),
+            Span::raw(fmt_difference(e.effect.difference)),
         ]);
         // after − original: its sign is the edit's effect, not a sentence's direction, so it
         // is emphasised when significant rather than colored orange or purple.
-        out.push(match e.difference {
+        out.push(match e.effect.difference {
             Some(d) if d.significant() => diff.style(head),
             _ => diff,
         });
+        if let Some(note) = anchorscope_core::analysis::effect::left_out_note(&e.effect) {
+            out.push(Line::styled(format!("  {note}"), muted));
+        }
         if let Some(r) = e.resilience {
             out.push(kv(
                 "content back".into(),

@@ -26,6 +26,15 @@ fn tiered_trace() -> Trace {
 }
 
 fn app_in(dir: &std::path::Path, t: Trace) -> (App, mpsc::Receiver<EngineCommand>) {
+    app_with_stored(dir, t, Vec::new())
+}
+
+/// [`app_in`] with rollouts already stored for the trace (their runs recorded by the caller).
+fn app_with_stored(
+    dir: &std::path::Path,
+    t: Trace,
+    stored: Vec<Rollout>,
+) -> (App, mpsc::Receiver<EngineCommand>) {
     let path = dir.join("t1.json");
     anchorscope_core::store::save_trace(&path, &t).unwrap();
     let outcome = LoadOutcome {
@@ -33,7 +42,7 @@ fn app_in(dir: &std::path::Path, t: Trace) -> (App, mpsc::Receiver<EngineCommand
             store_path: anchorscope_core::store::store_path_for(&path),
             path,
             trace: t,
-            rollouts: Vec::new(),
+            rollouts: stored,
             warnings: Vec::new(),
         }],
         errors: Vec::new(),
@@ -52,8 +61,40 @@ fn submitted(rx: &mpsc::Receiver<EngineCommand>) -> Job {
     }
 }
 
+/// The run `job` samples in, recorded beside its store as the worker records it (the same
+/// settings for every job, so both sides of an intervention pool).
+fn run_of_job(job: &Job) -> String {
+    let id = format!("run-{}", job.id);
+    record_run(&job.store_path, &id, 256);
+    id
+}
+
+/// A run record `id` with token cap `max_tokens` beside `store` (once).
+fn record_run(store: &std::path::Path, id: &str, max_tokens: u32) {
+    use anchorscope_core::store::runs::{append_run, read_runs, runs_path_for, RunRecord};
+    let path = runs_path_for(store);
+    if read_runs(&path)
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.id == id)
+    {
+        return;
+    }
+    let mut record = RunRecord::start(
+        "local".into(),
+        "tiny.gguf".into(),
+        Some("abc".into()),
+        (0.6, 0.95),
+        Some(max_tokens),
+        Default::default(),
+        None,
+    );
+    record.id = id.to_string();
+    append_run(&path, &record).unwrap();
+}
+
 /// `yes` of `n` rollouts at `position` for `job`, with distinct seeds from `seed0`, each
-/// recording `recurrence(k)`; then the job's end.
+/// recording `recurrence(k)`.
 fn answer(
     app: &mut App,
     job: &Job,
@@ -62,10 +103,12 @@ fn answer(
     seed0: u64,
     recurrence: impl Fn(usize) -> Option<f32>,
 ) {
+    let run = run_of_job(job);
     for k in 0..n {
         let mut r = rollout(position, k < yes);
         r.seed = seed0 + k as u64;
         r.recurrence = recurrence(k);
+        r.run = Some(run.clone());
         app.on_engine_event(EngineEvent::Rollout {
             job: job.id,
             rollout: Box::new(r),
@@ -83,7 +126,19 @@ fn finish(app: &mut App, job: &Job) {
 #[test]
 fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut app, rx) = app_in(dir.path(), tiered_trace());
+    // An earlier run with another token cap left 16 rollouts at P2, none complying: the
+    // parent's own pool would count them (its largest run); the effect must not.
+    let store = dir.path().join("t1.rollouts.jsonl");
+    record_run(&store, "old-128", 128);
+    let old: Vec<Rollout> = (0..16)
+        .map(|k| {
+            let mut r = rollout(2, false);
+            r.seed = 900 + k;
+            r.run = Some("old-128".into());
+            r
+        })
+        .collect();
+    let (mut app, rx) = app_with_stored(dir.path(), tiered_trace(), old);
     feed(&mut app, [key('j'), key('d')]);
     // The derived trace is on disk beside the parent, records the edit, and is listed.
     let path = dir.path().join("t1~del1.json");
@@ -126,11 +181,12 @@ fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() 
     let effects = crate::interventions::effects_on(&app, 1, "compliance");
     assert_eq!(effects.len(), 1, "{effects:?}");
     let e = &effects[0];
-    assert_eq!((e.after.k, e.after.m), (2, 12));
-    assert_eq!((e.original.k, e.original.m), (11, 12));
-    let d = e.difference.unwrap();
+    assert_eq!((e.effect.after.k, e.effect.after.m), (2, 12));
+    assert_eq!((e.effect.original.k, e.effect.original.m), (11, 12));
+    let d = e.effect.difference.unwrap();
     assert!((d.value - (2.0 / 12.0 - 11.0 / 12.0)).abs() < 1e-12);
     assert!(d.significant(), "{d:?}");
+    assert_eq!(e.effect.left_out, vec![("other token cap".to_string(), 16)]);
     let r = e.resilience.unwrap();
     assert_eq!((r.k, r.m), (3, 12));
     // No effect is claimed for another sentence.
@@ -145,6 +201,7 @@ fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() 
         "kept (P2)",
         "Δ (95%)",
         "content back",
+        "16 original rollout(s) left out",
     ] {
         assert!(shown.contains(want), "{want:?} missing:\n{shown}");
     }
@@ -247,7 +304,7 @@ fn t_and_shift_t_swap_the_tier_and_the_chart_draws_both_curves() {
     let effects = crate::interventions::effects_on(&app, 1, "compliance");
     let at: Vec<(usize, u32, u32)> = effects
         .iter()
-        .map(|e| (e.position, e.after.k, e.original.k))
+        .map(|e| (e.position, e.effect.after.k, e.effect.original.k))
         .collect();
     assert_eq!(at, vec![(1, 1, 9), (2, 2, 10)]);
     assert!(effects.iter().all(|e| e.resilience.is_none()));
