@@ -6,7 +6,7 @@
 //! sampler settings. Seeds come from the derived trace's own id, so they never repeat the
 //! parent's.
 
-use super::sampling::job_template;
+use super::sampling::{job_template, sampler_for};
 use super::{
     new_entry, App, Confirm, Popup, Prompt, PromptPurpose, Screen, INTERACTIVE_ROLLOUTS, NO_ENGINE,
 };
@@ -181,12 +181,16 @@ impl App {
                 all.len()
             ),
         };
+        // Both sides with the parent's settings (those of the run its rates pool around).
+        let sampler = sampler_for(&self.traces[parent_index]);
         for (index, id, positions) in [
             (child, &derived_id, derived_positions),
             (parent_index, &parent_id, parent_positions),
         ] {
             let describe = what(id, &positions);
-            let template = job_template(&self.traces[index], positions, INTERACTIVE_ROLLOUTS, None);
+            let mut template =
+                job_template(&self.traces[index], positions, INTERACTIVE_ROLLOUTS, None);
+            template.sampler = sampler.clone();
             self.jobs.add(template, index, describe);
         }
         let queued = if waiting {

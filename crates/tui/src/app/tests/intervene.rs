@@ -65,12 +65,17 @@ fn submitted(rx: &mpsc::Receiver<EngineCommand>) -> Job {
 /// settings for every job, so both sides of an intervention pool).
 fn run_of_job(job: &Job) -> String {
     let id = format!("run-{}", job.id);
-    record_run(&job.store_path, &id, 256);
+    record_run(
+        &job.store_path,
+        &id,
+        "tiny.gguf",
+        job.sampler.max_new_tokens,
+    );
     id
 }
 
-/// A run record `id` with token cap `max_tokens` beside `store` (once).
-fn record_run(store: &std::path::Path, id: &str, max_tokens: u32) {
+/// A run record `id` of `model` with token cap `max_tokens` beside `store` (once).
+fn record_run(store: &std::path::Path, id: &str, model: &str, max_tokens: u32) {
     use anchorscope_core::store::runs::{append_run, read_runs, runs_path_for, RunRecord};
     let path = runs_path_for(store);
     if read_runs(&path)
@@ -82,8 +87,8 @@ fn record_run(store: &std::path::Path, id: &str, max_tokens: u32) {
     }
     let mut record = RunRecord::start(
         "local".into(),
-        "tiny.gguf".into(),
-        Some("abc".into()),
+        model.into(),
+        None,
         (0.6, 0.95),
         Some(max_tokens),
         Default::default(),
@@ -126,10 +131,11 @@ fn finish(app: &mut App, job: &Job) {
 #[test]
 fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() {
     let dir = tempfile::tempdir().unwrap();
-    // An earlier run with another token cap left 16 rollouts at P2, none complying: the
-    // parent's own pool would count them (its largest run); the effect must not.
+    // An earlier run of another model left 16 rollouts at P2, none complying: the parent's own
+    // pool counts them (its largest run); the effect must not. Its settings (128 tokens) are
+    // what new jobs sample with, so new rollouts would pool with it but for the model.
     let store = dir.path().join("t1.rollouts.jsonl");
-    record_run(&store, "old-128", 128);
+    record_run(&store, "old-128", "other.gguf", 128);
     let old: Vec<Rollout> = (0..16)
         .map(|k| {
             let mut r = rollout(2, false);
@@ -155,6 +161,11 @@ fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() 
     assert_eq!(derived_job.trace.id, "t1~del1");
     assert_eq!(derived_job.positions, vec![1]);
     assert_eq!(derived_job.n, INTERACTIVE_ROLLOUTS);
+    assert_eq!(
+        derived_job.sampler.max_new_tokens, 128,
+        "the reference run's settings"
+    );
+    assert_eq!(derived_job.sampler.temperature, 0.6);
     assert_eq!(
         derived_job.store_path,
         dir.path().join("t1~del1.rollouts.jsonl")
@@ -186,7 +197,7 @@ fn d_writes_the_derived_trace_and_samples_it_and_the_parent_at_the_same_point() 
     let d = e.effect.difference.unwrap();
     assert!((d.value - (2.0 / 12.0 - 11.0 / 12.0)).abs() < 1e-12);
     assert!(d.significant(), "{d:?}");
-    assert_eq!(e.effect.left_out, vec![("other token cap".to_string(), 16)]);
+    assert_eq!(e.effect.left_out, vec![("other model".to_string(), 16)]);
     let r = e.resilience.unwrap();
     assert_eq!((r.k, r.m), (3, 12));
     // No effect is claimed for another sentence.
@@ -401,4 +412,37 @@ fn another_models_trace_asks_before_intervening_and_yes_goes_on() {
     assert_eq!(submitted(&rx).trace.id, "t1~del0");
     feed(&mut app, [key('j'), key('d')]);
     assert!(app.popup.is_none());
+}
+
+/// `r` (and every job from the explorer) samples with the settings of the run the trace's
+/// rates pool around, not the trace's recorded ones, so new rollouts top up the counted ones.
+#[test]
+fn r_samples_with_the_settings_of_the_run_the_rates_pool_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = tiered_trace();
+    t.manifest.sampler = Some(anchorscope_core::trace::SamplerSettings {
+        temperature: 0.7,
+        top_p: 0.9,
+        max_new_tokens: 300,
+    });
+    let store = dir.path().join("t1.rollouts.jsonl");
+    record_run(&store, "at-77", "tiny.gguf", 77);
+    let stored: Vec<Rollout> = (0..4)
+        .map(|k| {
+            let mut r = rollout(0, true);
+            r.seed = k;
+            r.run = Some("at-77".into());
+            r
+        })
+        .collect();
+    let (mut app, rx) = app_with_stored(dir.path(), t.clone(), stored);
+    feed(&mut app, [key('r')]);
+    let job = submitted(&rx);
+    assert_eq!(job.sampler.max_new_tokens, 77);
+    assert_eq!((job.sampler.temperature, job.sampler.top_p), (0.6, 0.95));
+    // With nothing stored, the trace's recorded settings.
+    let fresh = tempfile::tempdir().unwrap();
+    let (mut app, rx) = app_in(fresh.path(), t);
+    feed(&mut app, [key('r')]);
+    assert_eq!(submitted(&rx).sampler.max_new_tokens, 300);
 }
