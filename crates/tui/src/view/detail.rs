@@ -328,6 +328,17 @@ fn detail_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     if let Some(note) = classifier_note(&entry.loaded.rollouts, &name) {
         lines.push(kv("", note));
     }
+    // A derived trace says what it is; its effect is shown on its parent's sentence.
+    if let Some(d) = &trace.derived {
+        lines.push(kv(
+            "intervention",
+            format!(
+                "{} of {} (its effect shows there)",
+                d.edit.describe(),
+                d.parent
+            ),
+        ));
+    }
     if let Some(summary) = entry.pool_summary() {
         lines.push(kv("runs", summary));
     }

@@ -351,9 +351,11 @@ fn interventions_say_why_they_cannot_run() {
     assert!(rx.try_recv().is_err());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     // On a derived trace: intervene on its parent instead.
-    feed(&mut app, [key('d')]);
+    feed(&mut app, [key('j'), key('d')]);
     let _ = submitted(&rx);
     app.open(1);
+    let shown = screen(&mut app, 130, 40);
+    assert!(shown.contains("S1 deleted of t1"), "{shown}");
     feed(&mut app, [key('d')]);
     assert!(
         app.status
