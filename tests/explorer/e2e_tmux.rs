@@ -279,6 +279,27 @@ fn tiny_model_and_trace(dir: &Path, max_new_tokens: u32) -> (PathBuf, PathBuf) {
     (model, trace_path)
 }
 
+/// The explorer on the sample of [`tiny_model_and_trace`] with the tiny model, in a terminal
+/// of `size`, once the trace and the model are up; its exit status goes to `exit_file`.
+fn start_on_sample(
+    name: &str,
+    (width, height): (u16, u16),
+    model: &Path,
+    trace_path: &Path,
+    exit_file: &Path,
+) -> Tmux {
+    let command = format!(
+        "'{BIN}' --model '{}' --device cpu '{}'; echo $? > '{}'",
+        model.display(),
+        trace_path.display(),
+        exit_file.display()
+    );
+    let tmux = Tmux::start(name, width, height, &command);
+    tmux.wait_for("the trace view", |s| s.contains("1/17"));
+    tmux.wait_for("the model", |s| s.contains("model ready"));
+    tmux
+}
+
 /// Live resampling in the real binary: a tiny model the test writes itself (random weights,
 /// byte-level tokenizer) stands in for the default one, so nothing is downloaded. `r` samples
 /// positions i and i+1; the rollouts land in the store and the detail pane counts them.
@@ -291,15 +312,7 @@ fn r_resamples_the_selected_sentence_and_the_view_updates() {
     let (model, trace_path) = tiny_model_and_trace(dir.path(), 24);
     let store = dir.path().join("trace.rollouts.jsonl");
     let exit_file = dir.path().join("exit-status");
-    let command = format!(
-        "'{BIN}' --model '{}' --device cpu '{}'; echo $? > '{}'",
-        model.display(),
-        trace_path.display(),
-        exit_file.display()
-    );
-    let tmux = Tmux::start("resample", 120, 36, &command);
-    tmux.wait_for("the trace view", |s| s.contains("1/17"));
-    tmux.wait_for("the model", |s| s.contains("model ready"));
+    let tmux = start_on_sample("resample", (120, 36), &model, &trace_path, &exit_file);
 
     // Sentence 2, then r: 16 rollouts at positions 2 and 3. R right after waits in the
     // queue instead of cancelling it.
@@ -578,15 +591,7 @@ fn d_and_t_intervene_in_the_real_binary() {
     let (model, trace_path) = tiny_model_and_trace(dir.path(), 16);
     let store = dir.path().join("trace.rollouts.jsonl");
     let exit_file = dir.path().join("exit-status");
-    let command = format!(
-        "'{BIN}' --model '{}' --device cpu '{}'; echo $? > '{}'",
-        model.display(),
-        trace_path.display(),
-        exit_file.display()
-    );
-    let tmux = Tmux::start("intervene", 140, 60, &command);
-    tmux.wait_for("the trace view", |s| s.contains("1/17"));
-    tmux.wait_for("the model", |s| s.contains("model ready"));
+    let tmux = start_on_sample("intervene", (140, 60), &model, &trace_path, &exit_file);
 
     // d on S2: the derived trace beside the sample, 16 rollouts after the deletion, then 16 of
     // the parent with S2 kept.
