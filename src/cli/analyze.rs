@@ -67,7 +67,11 @@ pub fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("-n 0: ask for at least one rollout per position");
     }
-    let base = trace.manifest.sampler.clone().unwrap_or_default();
+    // New rollouts join the counted ones: the settings of the run the rates pool around,
+    // else the trace's recorded ones; the flags override either.
+    let runs = anchorscope::loaded::runs_of(&loaded)
+        .with_context(|| format!("{}: run records", loaded.store_path.display()))?;
+    let base = anchorscope::loaded::pooling_sampler(&loaded, &runs, config.sampling.pool);
     let sampler = args.sampling.sampler(base)?;
 
     let (tx, rx) = mpsc::channel();

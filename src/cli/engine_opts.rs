@@ -126,15 +126,16 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "DEVICE", value_parser = DEVICES, default_value = "auto")]
     pub device: String,
 
-    /// Token cap per rollout (default: the trace's manifest, else 1024).
+    /// Token cap per rollout (default: that of the run the trace's rates pool, so new rollouts
+    /// join them; else the trace's manifest; else 1024).
     #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<u32>,
 
-    /// Sampling temperature; 0 is greedy (default: the trace's manifest, else 0.6).
+    /// Sampling temperature; 0 is greedy (default: as for --max-new-tokens, else 0.6).
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,
 
-    /// Nucleus sampling mass (default: the trace's manifest, else 0.95).
+    /// Nucleus sampling mass (default: as for --max-new-tokens, else 0.95).
     #[arg(long, value_name = "P")]
     pub top_p: Option<f64>,
 

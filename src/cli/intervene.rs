@@ -145,7 +145,11 @@ pub fn run(args: &InterveneArgs, config: &Config) -> anyhow::Result<()> {
     let derived_store = store_path_for(&derived_path);
 
     // Both sides are sampled with the same settings: the parent's manifest, then the flags.
-    let base = parent.manifest.sampler.clone().unwrap_or_default();
+    // New rollouts join the counted ones: the settings of the run the rates pool around,
+    // else the trace's recorded ones; the flags override either.
+    let runs = anchorscope::loaded::runs_of(&loaded)
+        .with_context(|| format!("{}: run records", loaded.store_path.display()))?;
+    let base = anchorscope::loaded::pooling_sampler(&loaded, &runs, config.sampling.pool);
     let sampler = args.sampling.sampler(base)?;
     let pairs = compared_positions(&derived);
     let (derived_positions, parent_positions): (Vec<usize>, Vec<usize>) =

@@ -1052,3 +1052,46 @@ fn greedy_continuations_on_cuda_equal_the_cpu() {
         }
     }
 }
+
+/// Without sampler flags, `analyze` samples with the settings of the run the trace's rates
+/// already pool (here a token cap of 6 from an earlier run), so its rollouts join them rather
+/// than start a run the pool would leave out.
+#[test]
+fn analyze_without_flags_samples_with_the_pooled_runs_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let trace_path = dir.path().join("tiny-trace.json");
+    anchorscope::store::save_trace(&trace_path, &tiny_trace()).unwrap();
+    let (trace_s, model_s) = (
+        trace_path.to_str().unwrap().to_string(),
+        model.to_str().unwrap().to_string(),
+    );
+    let common = [
+        "analyze",
+        trace_s.as_str(),
+        "--model",
+        model_s.as_str(),
+        "--device",
+        "cpu",
+        "--no-embedder",
+        "--positions",
+        "0",
+        "--json",
+    ];
+    let mut first = common.to_vec();
+    first.extend(["-n", "1", "--max-new-tokens", "6", "--temperature", "1"]);
+    assert!(run(&first).status.success());
+    let mut second = common.to_vec();
+    second.extend(["-n", "3"]);
+    let out = run(&second);
+    assert!(out.status.success());
+    let store = anchorscope::store::store_path_for(&trace_path);
+    let runs =
+        anchorscope::store::runs::read_runs(&anchorscope::store::runs::runs_path_for(&store))
+            .unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1].max_tokens, Some(6));
+    assert_eq!(runs[1].temperature, Some(1.0));
+    assert_eq!(runs[1].difference(&runs[0]), None, "the two runs pool");
+    assert_eq!(store_lines(&store).len(), 3);
+}

@@ -134,6 +134,18 @@ pub fn imported_record(loaded: &LoadedTrace) -> RunRecord {
 
 /// Every run of a loaded trace: the store's manifest, plus the imported run's record when
 /// some rollouts were read from the source's files.
+/// The sampler settings of new rollouts for `loaded` ([`reference_sampler`] over its stored
+/// rollouts pooled as `mode` says, the trace's recorded settings as the fallback).
+pub fn pooling_sampler(
+    loaded: &LoadedTrace,
+    runs: &[RunRecord],
+    mode: crate::store::runs::PoolMode,
+) -> crate::trace::SamplerSettings {
+    let base = loaded.trace.manifest.sampler.clone().unwrap_or_default();
+    let chosen = crate::store::runs::pool(&loaded.rollouts, runs, mode);
+    crate::store::runs::reference_sampler(&chosen, runs, base)
+}
+
 pub fn runs_of(loaded: &LoadedTrace) -> Result<Vec<RunRecord>, ImportError> {
     let mut runs = read_runs(&runs_path_for(&loaded.store_path))?;
     if loaded.rollouts.iter().any(|r| run_of(r) == IMPORTED_RUN) {

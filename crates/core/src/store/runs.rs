@@ -338,6 +338,31 @@ pub fn pool(rollouts: &[Rollout], runs: &[RunRecord], mode: PoolMode) -> Pool {
     }
 }
 
+/// The sampler settings new rollouts should use to join a trace's counted ones: those of the
+/// pool's reference run (temperature, top-p, token cap; each where the record says it), else
+/// `base` (the trace's recorded settings, or the defaults). Imported runs fall back to `base`.
+pub fn reference_sampler(
+    pool: &Pool,
+    runs: &[RunRecord],
+    base: crate::trace::SamplerSettings,
+) -> crate::trace::SamplerSettings {
+    let reference = pool
+        .reference
+        .as_deref()
+        .and_then(|id| runs.iter().find(|r| r.id == id))
+        .filter(|r| r.engine != "imported");
+    let Some(run) = reference else {
+        return base;
+    };
+    // Records keep f32: read back as the decimal written (0.6, not 0.6000000238).
+    let wide = |v: f32| format!("{v}").parse::<f64>().unwrap_or(f64::from(v));
+    crate::trace::SamplerSettings {
+        temperature: run.temperature.map_or(base.temperature, wide),
+        top_p: run.top_p.map_or(base.top_p, wide),
+        max_new_tokens: run.max_tokens.unwrap_or(base.max_new_tokens),
+    }
+}
+
 /// What one newly stored rollout does to a pool (see [`Pool::arrive`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {

@@ -335,7 +335,7 @@ pub(crate) fn job_template(
 /// The sampler settings of a new job on `entry`: those of the run its rates pool around, so new
 /// rollouts top up the counted ones instead of starting a run the pool leaves out (a trace
 /// collected at 300 tokens whose rollouts were sampled at 256, say); else the trace's recorded
-/// settings; else the defaults. Imported runs (which may not say) fall back the same way.
+/// settings; else the defaults.
 pub(crate) fn sampler_for(entry: &super::TraceEntry) -> anchorscope_core::trace::SamplerSettings {
     let base = entry
         .loaded
@@ -344,22 +344,7 @@ pub(crate) fn sampler_for(entry: &super::TraceEntry) -> anchorscope_core::trace:
         .sampler
         .clone()
         .unwrap_or_default();
-    let reference = entry
-        .pool
-        .reference
-        .as_deref()
-        .and_then(|id| entry.runs.iter().find(|r| r.id == id))
-        .filter(|r| r.engine != "imported");
-    let Some(run) = reference else {
-        return base;
-    };
-    // Records keep f32: read back as the decimal written (0.6, not 0.6000000238).
-    let wide = |v: f32| format!("{v}").parse::<f64>().unwrap_or(f64::from(v));
-    anchorscope_core::trace::SamplerSettings {
-        temperature: run.temperature.map_or(base.temperature, wide),
-        top_p: run.top_p.map_or(base.top_p, wide),
-        max_new_tokens: run.max_tokens.unwrap_or(base.max_new_tokens),
-    }
+    anchorscope_core::store::runs::reference_sampler(&entry.pool, &entry.runs, base)
 }
 
 /// Whether a trace was written by the engine's model: by file hash when both are known, else

@@ -213,3 +213,35 @@ fn a_continued_run_keeps_the_settings_adds_the_note_and_pools() {
     assert_eq!(text.matches("\"notes\"").count(), 1, "{text}");
     assert_eq!(read_runs(&manifest).unwrap(), vec![first, next]);
 }
+
+#[test]
+fn new_rollouts_take_the_reference_runs_settings_else_the_traces() {
+    let base = crate::trace::SamplerSettings {
+        temperature: 0.7,
+        top_p: 0.9,
+        max_new_tokens: 300,
+    };
+    let big = record("m", 256);
+    let small = record("m", 64);
+    let mut rollouts: Vec<Rollout> = (0..3).map(|_| rollout(Some(&big.id))).collect();
+    rollouts.push(rollout(Some(&small.id)));
+    let runs = [big.clone(), small];
+    let chosen = pool(&rollouts, &runs, PoolMode::Matching);
+    let s = reference_sampler(&chosen, &runs, base.clone());
+    // The run holding most rollouts, its f32 settings read back as written.
+    assert_eq!((s.temperature, s.top_p, s.max_new_tokens), (0.6, 0.95, 256));
+    // No rollouts, or a reference without a record (legacy rollouts): the trace's settings.
+    assert_eq!(
+        reference_sampler(&pool(&[], &runs, PoolMode::Matching), &runs, base.clone()),
+        base
+    );
+    let legacy = [rollout(None)];
+    assert_eq!(
+        reference_sampler(
+            &pool(&legacy, &runs, PoolMode::Matching),
+            &runs,
+            base.clone()
+        ),
+        base
+    );
+}
