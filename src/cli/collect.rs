@@ -95,7 +95,7 @@ pub fn run(args: &CollectArgs, config: &Config) -> anyhow::Result<()> {
     let mut written = 0;
     for (qi, query) in queries.iter().enumerate() {
         for &free in &tiers {
-            let tier = if free { "free" } else { "paid" };
+            let tier = anchorscope::trace::intervention::tier_name(free);
             let id = format!("{stem}-{qi:03}-{tier}");
             let seed = rollout_seed(&format!("collect:{}", args.seed), qi, usize::from(!free));
             let messages = vec![

@@ -5,7 +5,7 @@
 
 use anchorscope_core::analysis::effect::{effect, Effect, Side};
 use anchorscope_core::analysis::Rate;
-use anchorscope_core::store::derived::derived_path_for;
+use anchorscope_core::store::derived::is_beside;
 use anchorscope_core::trace::intervention::{compared_at, resilience, Edit};
 
 use crate::app::App;
@@ -36,8 +36,7 @@ pub fn children(app: &App, parent: usize) -> Vec<usize> {
         .enumerate()
         .filter(|(_, e)| {
             e.loaded.trace.derived.as_ref().is_some_and(|d| {
-                d.parent == p.loaded.trace.id
-                    && e.loaded.path == derived_path_for(&p.loaded.path, &e.loaded.trace.id)
+                d.parent == p.loaded.trace.id && is_beside(&p.loaded.path, &e.loaded.path)
             })
         })
         .map(|(k, _)| k)

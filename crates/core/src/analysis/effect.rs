@@ -8,9 +8,10 @@
 
 use serde::Serialize;
 
+use super::groups::GroupCount;
 use super::{newcombe, Difference, Rate};
 use crate::store::runs::{pool, run_of, PoolMode, RunRecord};
-use crate::trace::{LabelValue, Rollout};
+use crate::trace::Rollout;
 
 /// One side of the comparison: a store's rollouts, its run records, and the position counted.
 #[derive(Clone, Copy, Debug)]
@@ -35,20 +36,14 @@ pub struct Effect {
     pub left_out: Vec<(String, usize)>,
 }
 
-/// k/m of `behavior` (a person's label where given), invalid and missing labels left out.
+/// k/m of `behavior` among `rollouts`, counted as a replacement group is (a person's label
+/// where given; invalid and missing labels left out).
 fn count<'a>(rollouts: impl Iterator<Item = &'a Rollout>, behavior: &str) -> Rate {
-    let mut rate = Rate::new(0, 0);
+    let mut group = GroupCount::default();
     for r in rollouts {
-        match r.label(behavior) {
-            Some(LabelValue::Yes) => {
-                rate.k += 1;
-                rate.m += 1;
-            }
-            Some(LabelValue::No) => rate.m += 1,
-            Some(LabelValue::Invalid) | None => {}
-        }
+        group.add(r, behavior);
     }
-    rate
+    group.rate
 }
 
 /// The effect of the intervention `after` against `original` for `behavior`. The derived side
@@ -68,7 +63,9 @@ pub fn effect(behavior: &str, after: Side<'_>, original: Side<'_>, mode: PoolMod
         .reference
         .as_deref()
         .and_then(|id| after.runs.iter().find(|r| r.id == id));
-    let original_pool = pool(original.rollouts, original.runs, mode);
+    // Only needed when nothing was sampled after the change: the original then pools alone.
+    let alone = (after_pool.reference.is_none() && mode != PoolMode::All)
+        .then(|| pool(original.rollouts, original.runs, mode));
     let mut left_out: Vec<(String, usize)> = Vec::new();
     let mut counted = Vec::new();
     for r in original
@@ -79,7 +76,10 @@ pub fn effect(behavior: &str, after: Side<'_>, original: Side<'_>, mode: PoolMod
         let why = match (mode, after_pool.reference.as_ref(), reference) {
             (PoolMode::All, _, _) => None,
             // Nothing sampled after the change yet: the original pools as it would alone.
-            (_, None, _) => (!original_pool.includes(r)).then_some("not pooled"),
+            (_, None, _) => alone
+                .as_ref()
+                .is_some_and(|p| !p.includes(r))
+                .then_some("not pooled"),
             (_, Some(_), Some(reference)) => {
                 match original.runs.iter().find(|run| run.id == run_of(r)) {
                     Some(run) => run.difference(reference),
@@ -126,7 +126,15 @@ pub fn left_out_note(effect: &Effect) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Label;
+    use crate::trace::{Label, LabelValue};
+
+    fn side<'a>(rollouts: &'a [Rollout], runs: &'a [RunRecord], position: usize) -> Side<'a> {
+        Side {
+            rollouts,
+            runs,
+            position,
+        }
+    }
 
     fn run(id: &str, max_tokens: u32) -> RunRecord {
         let mut r = RunRecord::start(
@@ -181,16 +189,8 @@ mod tests {
         original.push(rollout(3, 300, Some(false), "p300"));
         let e = effect(
             "compliance",
-            Side {
-                rollouts: &after,
-                runs: &after_runs,
-                position: 3,
-            },
-            Side {
-                rollouts: &original,
-                runs: &original_runs,
-                position: 4,
-            },
+            side(&after, &after_runs, 3),
+            side(&original, &original_runs, 4),
             PoolMode::Matching,
         );
         assert_eq!((e.after.k, e.after.m), (1, 4));
@@ -203,16 +203,8 @@ mod tests {
         // `all` pools everything.
         let all = effect(
             "compliance",
-            Side {
-                rollouts: &after,
-                runs: &after_runs,
-                position: 3,
-            },
-            Side {
-                rollouts: &original,
-                runs: &original_runs,
-                position: 4,
-            },
+            side(&after, &after_runs, 3),
+            side(&original, &original_runs, 4),
             PoolMode::All,
         );
         assert_eq!((all.original.k, all.original.m), (11, 12));
@@ -220,16 +212,8 @@ mod tests {
         // Nothing after the change yet: the original pools alone, and there is no difference.
         let none = effect(
             "compliance",
-            Side {
-                rollouts: &[],
-                runs: &after_runs,
-                position: 3,
-            },
-            Side {
-                rollouts: &original,
-                runs: &original_runs,
-                position: 4,
-            },
+            side(&[], &after_runs, 3),
+            side(&original, &original_runs, 4),
             PoolMode::Matching,
         );
         assert_eq!((none.original.k, none.original.m), (8, 8));

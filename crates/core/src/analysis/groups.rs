@@ -18,7 +18,8 @@ pub struct GroupCount {
 }
 
 impl GroupCount {
-    fn add(&mut self, rollout: &Rollout, behavior: &str) {
+    /// Count one rollout for `behavior`.
+    pub fn add(&mut self, rollout: &Rollout, behavior: &str) {
         self.rollouts += 1;
         match rollout.label(behavior) {
             Some(LabelValue::Yes) => {

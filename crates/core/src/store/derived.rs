@@ -61,6 +61,14 @@ pub fn derived_files_of(parent_path: &Path, parent_id: &str) -> Vec<PathBuf> {
     found
 }
 
+/// Whether `path` sits where [`derived_path_for`] puts the derived traces of the trace read from
+/// `parent_path`: beside the parent's file, or inside the parent's folder. Decided from the
+/// paths alone, without touching the file system, so a view can ask it every frame.
+pub fn is_beside(parent_path: &Path, path: &Path) -> bool {
+    let dir = path.parent();
+    dir == Some(parent_path) || dir == parent_path.parent()
+}
+
 /// What [`save_derived`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Saved {
@@ -118,6 +126,17 @@ mod tests {
         let d = derive(&parent(), Edit::Delete { sentence: 1 }).unwrap();
         let path = derived_path_for(&parent_path, &d.id);
         assert_eq!(path, dir.path().join("af_1~del1.json"));
+        assert!(is_beside(&parent_path, &path));
+        assert!(!is_beside(
+            &parent_path,
+            &dir.path().join("other/af_1~del1.json")
+        ));
+        // A folder trace keeps its derived traces inside it.
+        let folder = dir.path().join("problem_1");
+        std::fs::create_dir(&folder).unwrap();
+        let inside = derived_path_for(&folder, "p~del0");
+        assert_eq!(inside, folder.join("p~del0.json"));
+        assert!(is_beside(&folder, &inside));
         assert_eq!(save_derived(&path, &d).unwrap(), Saved::Written);
         assert_eq!(save_derived(&path, &d).unwrap(), Saved::Reused);
         let back: Trace = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -36,7 +36,7 @@ impl Edit {
         match self {
             Edit::Delete { sentence } => format!("del{sentence}"),
             Edit::Replace { sentence, text } => format!("rw{sentence}-{:08x}", fnv32(text)),
-            Edit::SwapTier { free } => format!("tier-{}", if *free { "free" } else { "paid" }),
+            Edit::SwapTier { free } => format!("tier-{}", tier_name(*free)),
         }
     }
 
@@ -46,7 +46,7 @@ impl Edit {
             Edit::Delete { sentence } => format!("S{sentence} deleted"),
             Edit::Replace { sentence, text } => format!("S{sentence} rewritten as {text:?}"),
             Edit::SwapTier { free } => {
-                format!("tier swapped to {}", if *free { "free" } else { "paid" })
+                format!("tier swapped to {}", tier_name(*free))
             }
         }
     }
@@ -98,7 +98,7 @@ pub fn derive(parent: &Trace, edit: Edit) -> Result<Trace, EditError> {
                     "the rewrite of S{i} is empty: delete the sentence instead"
                 )));
             }
-            if text.contains("</SCRATCHPAD_REASONING>") || text.contains("</think>") {
+            if super::tags::closes_reasoning(text) {
                 return Err(EditError(format!(
                     "the rewrite of S{i} closes the reasoning; sampling must continue inside it"
                 )));
@@ -116,9 +116,7 @@ pub fn derive(parent: &Trace, edit: Edit) -> Result<Trace, EditError> {
         }
         Edit::SwapTier { free } => {
             trace.prompt = swap_tier(&parent.prompt, *free)?;
-            trace
-                .meta
-                .insert("tier".into(), if *free { "free" } else { "paid" }.into());
+            trace.meta.insert("tier".into(), tier_name(*free).into());
         }
     }
     let note = format!("derived from {}: {}", parent.id, edit.describe());
@@ -271,13 +269,22 @@ pub fn swap_tier(prompt: &[Message], free: bool) -> Result<Vec<Message>, EditErr
     {
         return Err(EditError(format!(
             "the user is already on the {} tier",
-            if free { "free" } else { "paid" }
+            tier_name(free)
         )));
     }
     let mut out = prompt.to_vec();
     let content = &prompt[m].content;
     out[m].content = format!("{}{value}{}", &content[..start], &content[end..]);
     Ok(out)
+}
+
+/// How a tier is written in ids, metadata and messages: `free` or `paid`.
+pub fn tier_name(free: bool) -> &'static str {
+    if free {
+        "free"
+    } else {
+        "paid"
+    }
 }
 
 /// The tier the prompt's user turn claims: `Some(true)` free, `Some(false)` paid.
@@ -299,12 +306,7 @@ pub fn tier_of(prompt: &[Message]) -> Option<bool> {
 /// The sentences of a continuation's reasoning: its text up to the closing tag, split as a
 /// response is. What a deleted sentence's content is looked for in.
 pub fn reasoning_sentences(continuation: &str, split: &SplitOptions) -> Vec<String> {
-    let end = ["</SCRATCHPAD_REASONING>", "</think>"]
-        .iter()
-        .filter_map(|tag| continuation.find(tag))
-        .min()
-        .unwrap_or(continuation.len());
-    split_response(&continuation[..end], split)
+    split_response(super::tags::until_reasoning_closes(continuation), split)
         .into_iter()
         .map(|s| s.text)
         .collect()

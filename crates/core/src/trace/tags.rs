@@ -137,6 +137,17 @@ pub fn open_at_end(prefix: &str) -> String {
         .collect()
 }
 
+/// `text` up to where it first closes a reasoning block (all of it when it never does): the
+/// reasoning part of a continuation.
+pub fn until_reasoning_closes(text: &str) -> &str {
+    let end = REASONING
+        .iter()
+        .filter_map(|t| text.find(t.close))
+        .min()
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
 /// Whether `text` closes a reasoning block anywhere.
 pub fn closes_reasoning(text: &str) -> bool {
     REASONING.iter().any(|t| text.contains(t.close))

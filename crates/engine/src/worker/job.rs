@@ -742,12 +742,13 @@ impl JobControl<'_> {
                 }
             }
         }
-        let target = self.deleted_vector.clone()?;
+        // Disjoint fields: the deleted sentence's vector is read while the embedder works.
+        let target = self.deleted_vector.as_ref()?;
         let embedder = self.embedder.as_deref_mut()?;
         let mut error = None;
         let found = recurrence(continuation, &self.ctx.split, |texts| {
             match embedder.embed(texts) {
-                Ok(vectors) => Some(vectors.iter().map(|v| cosine(v, &target)).collect()),
+                Ok(vectors) => Some(vectors.iter().map(|v| cosine(v, target)).collect()),
                 Err(e) => {
                     error = Some(e.to_string());
                     None

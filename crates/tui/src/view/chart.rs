@@ -11,6 +11,7 @@ use ratatui::Frame;
 
 use crate::app::{App, Pane};
 use anchorscope_core::analysis::{BehaviorAnalysis, MetricSource};
+use anchorscope_core::trace::intervention::tier_name;
 
 /// Points of one behavior: (rate, lower band, upper band).
 pub type Series = (Vec<(f64, f64)>, Vec<(f64, f64)>, Vec<(f64, f64)>);
@@ -59,11 +60,7 @@ fn tier_curves(app: &App, positions: usize, wide: bool) -> Option<Vec<Curve>> {
     };
     let swapped = find(child).filter(|s| !s.0.is_empty())?;
     let original = find(entry).unwrap_or_default();
-    let tier = |free: Option<bool>| match free {
-        Some(true) => "free",
-        Some(false) => "paid",
-        None => "?",
-    };
+    let tier = |free: Option<bool>| free.map_or("?", tier_name);
     let ours = anchorscope_core::trace::intervention::tier_of(&entry.loaded.trace.prompt);
     let theirs = anchorscope_core::trace::intervention::tier_of(&child.loaded.trace.prompt);
     let label = if wide {

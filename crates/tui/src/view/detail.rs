@@ -202,7 +202,7 @@ fn intervention_lines(app: &App, i: usize, behavior: &str, width: usize) -> Vec<
     let original_tier = app
         .entry()
         .and_then(|e| anchorscope_core::trace::intervention::tier_of(&e.loaded.trace.prompt))
-        .map(|free| if free { "free" } else { "paid" });
+        .map(anchorscope_core::trace::intervention::tier_name);
     let mut out = vec![
         Line::from(""),
         Line::styled(format!("interventions on S{i}"), head),
@@ -220,7 +220,10 @@ fn intervention_lines(app: &App, i: usize, behavior: &str, width: usize) -> Vec<
             Edit::SwapTier { free } => {
                 let at = if e.position == i { "i" } else { "i+1" };
                 (
-                    format!("{} at {at}", if *free { "free" } else { "paid" }),
+                    format!(
+                        "{} at {at}",
+                        anchorscope_core::trace::intervention::tier_name(*free)
+                    ),
                     original_tier.unwrap_or("original").to_string(),
                 )
             }

@@ -372,12 +372,12 @@ pub fn simulate(truth: &Truth, opts: &SimOptions) -> Result<SimSums, String> {
             let SentenceState::Resolved(resolution) = state else {
                 return Err(format!("sentence {i} unresolved when the policy stopped"));
             };
-            let kind = match resolution.name() {
-                "significant" => 0,
-                "precise" => 1,
-                "futile" => 2,
-                "n_max" => 3,
-                _ => 4,
+            let kind = match resolution {
+                super::Resolution::Significant { .. } => 0,
+                super::Resolution::Precise { .. } => 1,
+                super::Resolution::Futile => 2,
+                super::Resolution::Exhausted => 3,
+                super::Resolution::Skipped => 4,
             };
             sums.resolutions[kind] += 1;
             let f = newcombe_at(

@@ -426,7 +426,7 @@ pub(crate) fn content_text(node: &Node<'_>) -> Result<String, Problem> {
 /// `free`/`paid` from an `is_free_tier_user` value or from the
 /// `<is_free_tier_user>True</is_free_tier_user>` tag of the alignment-faking prompts.
 pub(crate) fn tier_from(field: Option<&Value>, prompt: &[Message]) -> Option<String> {
-    let as_tier = |free: bool| if free { "free" } else { "paid" }.to_string();
+    let as_tier = |free: bool| super::intervention::tier_name(free).to_string();
     match field {
         Some(Value::Bool(b)) => return Some(as_tier(*b)),
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
